@@ -1,0 +1,204 @@
+"""The one exception hierarchy of vrm; every class carries a stable ``code``.
+
+    VrmError
+    ├── ProtocolError            a peer sent something we refuse (remote-caused)
+    │   ├── Malformed            (ValueError) bytes or JSON that do not parse
+    │   ├── TooLarge             (ValueError) over a size or count limit
+    │   ├── UnsupportedVersion   (ValueError) unknown envelope/framing version
+    │   ├── UnknownType          (ValueError) a message type we do not know
+    │   ├── WrongRecipient       sealed for another node
+    │   ├── Tampered             ciphertext fails authentication
+    │   ├── BadSignature         signature does not verify for the claimed sender
+    │   ├── Expired              past its expiry or maximum age
+    │   ├── ClockSkew            created too far in the future
+    │   ├── Replayed             message id already seen
+    │   ├── UnknownSender        no relationship with this sender
+    │   ├── Refused              the channel refuses it (blocked, denied type, ...)
+    │   ├── RateLimited          the channel's rate limit is exceeded
+    │   └── IdentityNotProven    the key at an endpoint is not the one expected
+    ├── InvalidInput             (ValueError) a local caller passed a bad value
+    │   └── InvalidDid           (ValueError) not a valid ed25519 did:key
+    ├── NotFound                 a named object does not exist
+    ├── Conflict                 the object exists or is in the wrong state
+    ├── StorageError             the store failed
+    ├── ConfigError              node home or config missing or invalid
+    ├── KeyFileError             key file unreadable, wrong passphrase, bad mode
+    ├── Unauthorized             admin API token missing or wrong
+    └── NodeError                the runtime failed (transport, node not running)
+        └── Unreachable          a peer endpoint could not be reached
+
+The inbox and the admin API answer with ``code``; the CLI maps ``exit_status``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BadSignature",
+    "ClockSkew",
+    "ConfigError",
+    "Conflict",
+    "Expired",
+    "IdentityNotProven",
+    "InvalidDid",
+    "InvalidInput",
+    "KeyFileError",
+    "Malformed",
+    "NodeError",
+    "NotFound",
+    "ProtocolError",
+    "RateLimited",
+    "Refused",
+    "Replayed",
+    "StorageError",
+    "Tampered",
+    "TooLarge",
+    "Unauthorized",
+    "UnknownSender",
+    "UnknownType",
+    "Unreachable",
+    "UnsupportedVersion",
+    "VrmError",
+    "WrongRecipient",
+    "error_for_code",
+]
+
+
+class VrmError(Exception):
+    """Base of every error vrm raises on purpose."""
+
+    code: ClassVar[str] = "error"
+    #: process exit status used by the CLI for this family of errors
+    exit_status: ClassVar[int] = 1
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.code)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+
+class ProtocolError(VrmError):
+    code = "protocol_error"
+    exit_status = 3
+
+
+class Malformed(ProtocolError, ValueError):
+    code = "malformed"
+
+
+class TooLarge(ProtocolError, ValueError):
+    code = "too_large"
+
+
+class UnsupportedVersion(ProtocolError, ValueError):
+    code = "unsupported_version"
+
+
+class UnknownType(ProtocolError, ValueError):
+    code = "unknown_type"
+
+
+class WrongRecipient(ProtocolError):
+    code = "wrong_recipient"
+
+
+class Tampered(ProtocolError):
+    code = "tampered"
+
+
+class BadSignature(ProtocolError):
+    code = "bad_signature"
+
+
+class Expired(ProtocolError):
+    code = "expired"
+
+
+class ClockSkew(ProtocolError):
+    code = "clock_skew"
+
+
+class Replayed(ProtocolError):
+    code = "replayed"
+
+
+class UnknownSender(ProtocolError):
+    code = "unknown_sender"
+
+
+class Refused(ProtocolError):
+    code = "refused"
+
+
+class RateLimited(ProtocolError):
+    code = "rate_limited"
+
+
+class IdentityNotProven(ProtocolError):
+    code = "identity_not_proven"
+
+
+class InvalidInput(VrmError, ValueError):
+    code = "invalid_input"
+    exit_status = 2
+
+
+class InvalidDid(InvalidInput):
+    code = "invalid_did"
+
+
+class NotFound(VrmError):
+    code = "not_found"
+    exit_status = 4
+
+
+class Conflict(VrmError):
+    code = "conflict"
+    exit_status = 5
+
+
+class StorageError(VrmError):
+    code = "storage_error"
+    exit_status = 6
+
+
+class ConfigError(VrmError):
+    code = "config_error"
+    exit_status = 7
+
+
+class KeyFileError(VrmError):
+    code = "key_file_error"
+    exit_status = 7
+
+
+class Unauthorized(VrmError):
+    code = "unauthorized"
+    exit_status = 8
+
+
+class NodeError(VrmError):
+    code = "node_error"
+    exit_status = 9
+
+
+class Unreachable(NodeError):
+    code = "unreachable"
+
+
+def _all_subclasses(cls: type[VrmError]) -> list[type[VrmError]]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+def error_for_code(code: str, message: str = "") -> VrmError:
+    """Rebuild the typed error for a code received over HTTP (admin client, outbox)."""
+    for cls in _all_subclasses(VrmError):
+        if cls.code == code:
+            return cls(message)
+    return VrmError(f"{code}: {message}")

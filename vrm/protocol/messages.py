@@ -1,0 +1,244 @@
+"""Typed messages: the signed plaintext inside every envelope, and its canonical JSON.
+
+A message is a header (v, id, type, from, to, created, expires?, thid?) plus a
+body whose schema is chosen by ``type``. Body classes register themselves with
+``@register``; feature modules add their own. Pure: no I/O, ``now``/rng passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, ClassVar, Literal, TypeVar
+
+import msgspec
+
+from vrm.errors import InvalidDid, Malformed, UnknownType, UnsupportedVersion
+from vrm.protocol.identity import Did
+
+__all__ = [
+    "BODY_TYPES",
+    "MESSAGE_VERSION",
+    "Body",
+    "ConnectAccept",
+    "ConnectReject",
+    "ConnectRequest",
+    "EndpointUpdate",
+    "Marketing",
+    "Message",
+    "Text",
+    "decode_body",
+    "decode_header",
+    "encode_canonical",
+    "new_message_id",
+    "register",
+]
+
+MESSAGE_VERSION = 1
+#: JSON integers above 2**53 lose precision in JavaScript peers, so we refuse them.
+MAX_SAFE_INT = 2**53
+#: Room for a long letter; bigger payloads belong in a future attachment type.
+MAX_TEXT_CHARS = 16_384
+
+MessageId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$")]
+Timestamp = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
+DidStr = Annotated[str, msgspec.Meta(min_length=9, max_length=128)]
+ShortStr = Annotated[str, msgspec.Meta(max_length=256)]
+LongText = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
+Role = Literal["person", "vendor"]
+Endpoint = Annotated[str, msgspec.Meta(max_length=512, pattern="^https?://")]
+Endpoints = Annotated[list[Endpoint], msgspec.Meta(max_length=8)]
+
+_ENCODER = msgspec.json.Encoder(order="sorted")
+
+
+def encode_canonical(obj: object) -> bytes:
+    """The one canonical encoding: UTF-8 JSON, keys sorted, no whitespace, no floats."""
+    return _ENCODER.encode(obj)
+
+
+def new_message_id(rng: Callable[[int], bytes]) -> str:
+    """A 128-bit random message id as 32 lowercase hex digits."""
+    return rng(16).hex()
+
+
+class Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    """Base of every message body; ``TYPE`` is the wire ``type`` string."""
+
+    TYPE: ClassVar[str] = ""
+
+
+BODY_TYPES: dict[str, type[Body]] = {}
+_B = TypeVar("_B", bound=type[Body])
+
+
+def register(cls: _B) -> _B:
+    """Class decorator that makes a body type known to ``decode_body``."""
+    if not cls.TYPE or cls.TYPE in BODY_TYPES:
+        raise ValueError(f"body type {cls.TYPE!r} is empty or registered twice")
+    BODY_TYPES[cls.TYPE] = cls
+    return cls
+
+
+class Message(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    rename={"sender": "from", "recipient": "to"},
+):
+    """A message as signed on the wire; ``body`` is a registered ``Body``."""
+
+    v: int
+    id: MessageId
+    type: ShortStr
+    sender: DidStr
+    recipient: DidStr
+    created: Timestamp
+    expires: Timestamp | None = None
+    thid: MessageId | None = None
+    body: Body
+
+    def __post_init__(self) -> None:
+        if self.type != self.body.TYPE:
+            raise ValueError(f"message type {self.type!r} does not match its body")
+
+    @classmethod
+    def build(
+        cls,
+        body: Body,
+        *,
+        sender: str,
+        recipient: str,
+        now: float,
+        rng: Callable[[int], bytes],
+        expires: int | None = None,
+        thid: str | None = None,
+    ) -> Message:
+        return cls(
+            v=MESSAGE_VERSION,
+            id=new_message_id(rng),
+            type=body.TYPE,
+            sender=str(sender),
+            recipient=str(recipient),
+            created=int(now),
+            expires=expires,
+            thid=thid,
+            body=body,
+        )
+
+
+class _Header(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    rename={"sender": "from", "recipient": "to"},
+):
+    # Same fields as Message but the body left undecoded, so the signature can be
+    # checked before any type-specific parsing (and unknown types reported as such).
+    v: int
+    id: MessageId
+    type: ShortStr
+    sender: DidStr
+    recipient: DidStr
+    created: Timestamp
+    expires: Timestamp | None = None
+    thid: MessageId | None = None
+    body: msgspec.Raw
+
+
+_HEADER_DECODER = msgspec.json.Decoder(_Header)
+_GENERIC_DECODER = msgspec.json.Decoder()
+
+
+def decode_header(data: bytes) -> tuple[_Header, Did, Did]:
+    """Parse and validate the header; return it with the parsed sender and recipient."""
+    try:
+        header = _HEADER_DECODER.decode(data)
+    except msgspec.ValidationError as exc:
+        raise Malformed(f"message header invalid: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise Malformed(f"message is not JSON: {exc}") from exc
+    if header.v != MESSAGE_VERSION:
+        raise UnsupportedVersion(f"message version {header.v} (we speak {MESSAGE_VERSION})")
+    try:
+        sender, recipient = Did.parse(header.sender), Did.parse(header.recipient)
+    except InvalidDid as exc:
+        raise Malformed(f"message carries an invalid did: {exc.message}") from exc
+    if encode_canonical(_GENERIC_DECODER.decode(data)) != data:
+        raise Malformed("message is not in canonical form (sorted keys, no whitespace)")
+    return header, sender, recipient
+
+
+def decode_body(header: _Header) -> Message:
+    """Decode the body by its registered type and return the full message."""
+    cls = BODY_TYPES.get(header.type)
+    if cls is None:
+        raise UnknownType(f"unknown message type {header.type!r}")
+    try:
+        body = msgspec.json.decode(header.body, type=cls)
+    except msgspec.ValidationError as exc:
+        raise Malformed(f"{header.type} body invalid: {exc}") from exc
+    return Message(
+        v=header.v,
+        id=header.id,
+        type=header.type,
+        sender=header.sender,
+        recipient=header.recipient,
+        created=header.created,
+        expires=header.expires,
+        thid=header.thid,
+        body=body,
+    )
+
+
+@register
+class Text(Body, frozen=True, kw_only=True):
+    """A direct message between two related nodes."""
+
+    TYPE: ClassVar[str] = "text"
+    text: LongText
+
+
+@register
+class Marketing(Body, frozen=True, kw_only=True):
+    """Unsolicited promotion; denied by default on a person's channels."""
+
+    TYPE: ClassVar[str] = "marketing"
+    text: LongText
+
+
+@register
+class ConnectRequest(Body, frozen=True, kw_only=True):
+    """Ask to form a relationship; ``token`` comes from an invitation, if any."""
+
+    TYPE: ClassVar[str] = "connect.request"
+    name: ShortStr
+    role: Role
+    endpoints: Endpoints = []
+    token: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    note: ShortStr | None = None
+
+
+@register
+class ConnectAccept(Body, frozen=True, kw_only=True):
+    """The answer that forms the relationship; ``thid`` is the request's id."""
+
+    TYPE: ClassVar[str] = "connect.accept"
+    name: ShortStr
+    role: Role
+    endpoints: Endpoints = []
+
+
+@register
+class ConnectReject(Body, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "connect.reject"
+    reason: ShortStr = ""
+
+
+@register
+class EndpointUpdate(Body, frozen=True, kw_only=True):
+    """The sender's endpoints changed; the receiver updates its record."""
+
+    TYPE: ClassVar[str] = "endpoint.update"
+    endpoints: Endpoints
