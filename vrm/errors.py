@@ -13,7 +13,10 @@
     │   ├── ClockSkew            created too far in the future
     │   ├── Replayed             message id already seen
     │   ├── UnknownSender        no relationship with this sender
-    │   ├── Refused              the channel refuses it (blocked, denied type, ...)
+    │   ├── Refused              the relationship refuses it
+    │   │   ├── Blocked          the channel is blocked or deleted
+    │   │   ├── TypeDenied       this message type is not allowed on the channel
+    │   │   └── NotAccepted      the relationship is not (yet) active
     │   ├── RateLimited          the channel's rate limit is exceeded
     │   └── IdentityNotProven    the key at an endpoint is not the one expected
     ├── InvalidInput             (ValueError) a local caller passed a bad value
@@ -36,6 +39,7 @@ from typing import ClassVar
 
 __all__ = [
     "BadSignature",
+    "Blocked",
     "ClockSkew",
     "ConfigError",
     "Conflict",
@@ -46,6 +50,7 @@ __all__ = [
     "KeyFileError",
     "Malformed",
     "NodeError",
+    "NotAccepted",
     "NotFound",
     "ProtocolError",
     "RateLimited",
@@ -54,6 +59,7 @@ __all__ = [
     "StorageError",
     "Tampered",
     "TooLarge",
+    "TypeDenied",
     "Unauthorized",
     "UnknownSender",
     "UnknownType",
@@ -131,6 +137,18 @@ class UnknownSender(ProtocolError):
 
 class Refused(ProtocolError):
     code = "refused"
+
+
+class Blocked(Refused):
+    code = "blocked"
+
+
+class TypeDenied(Refused):
+    code = "type_denied"
+
+
+class NotAccepted(Refused):
+    code = "not_accepted"
 
 
 class RateLimited(ProtocolError):
