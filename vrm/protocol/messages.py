@@ -38,6 +38,9 @@ MESSAGE_VERSION = 1
 MAX_SAFE_INT = 2**53
 #: Room for a long letter; bigger payloads belong in a future attachment type.
 MAX_TEXT_CHARS = 16_384
+#: No message type nests deeper than 4 levels; 32 leaves room to grow while keeping
+#: hostile nesting far below the parser's recursion limit (docs/protocol.md §2).
+MAX_JSON_DEPTH = 32
 
 MessageId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$")]
 Timestamp = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
@@ -48,7 +51,15 @@ Role = Literal["person", "vendor"]
 Endpoint = Annotated[str, msgspec.Meta(max_length=512, pattern="^https?://")]
 Endpoints = Annotated[list[Endpoint], msgspec.Meta(max_length=8)]
 
-_ENCODER = msgspec.json.Encoder(order="sorted")
+
+def enc_hook(obj: object) -> object:
+    """Let msgspec encode ``str`` subclasses such as ``Did`` as plain strings."""
+    if isinstance(obj, str):
+        return str(obj)
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+_ENCODER = msgspec.json.Encoder(order="sorted", enc_hook=enc_hook)
 
 
 def encode_canonical(obj: object) -> bytes:
@@ -149,6 +160,9 @@ class _Header(
 
 _HEADER_DECODER = msgspec.json.Decoder(_Header)
 _GENERIC_DECODER = msgspec.json.Decoder()
+# msgspec raises UnicodeDecodeError on invalid UTF-8 and RecursionError on deep
+# nesting; both must become Malformed, never escape to the inbox.
+_JSON_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 def decode_header(data: bytes) -> tuple[_Header, Did, Did]:
@@ -157,7 +171,7 @@ def decode_header(data: bytes) -> tuple[_Header, Did, Did]:
         header = _HEADER_DECODER.decode(data)
     except msgspec.ValidationError as exc:
         raise Malformed(f"message header invalid: {exc}") from exc
-    except msgspec.DecodeError as exc:
+    except _JSON_ERRORS as exc:
         raise Malformed(f"message is not JSON: {exc}") from exc
     if header.v != MESSAGE_VERSION:
         raise UnsupportedVersion(f"message version {header.v} (we speak {MESSAGE_VERSION})")
@@ -165,9 +179,33 @@ def decode_header(data: bytes) -> tuple[_Header, Did, Did]:
         sender, recipient = Did.parse(header.sender), Did.parse(header.recipient)
     except InvalidDid as exc:
         raise Malformed(f"message carries an invalid did: {exc.message}") from exc
-    if encode_canonical(_GENERIC_DECODER.decode(data)) != data:
+    try:
+        generic = _GENERIC_DECODER.decode(data)
+        canonical = encode_canonical(generic)
+    except _JSON_ERRORS as exc:
+        raise Malformed(f"message is not JSON: {exc}") from exc
+    if canonical != data:
         raise Malformed("message is not in canonical form (sorted keys, no whitespace)")
+    _check_json_values(generic)
     return header, sender, recipient
+
+
+def _check_json_values(value: object) -> None:
+    # Iterative, so hostile nesting cannot exhaust the stack. Floats and integers
+    # beyond 2**53 would be read differently by other (JavaScript) peers.
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise Malformed(f"message JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, float):
+            raise Malformed("message JSON holds a non-integer number")
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_SAFE_INT:
+            raise Malformed(f"message JSON holds an integer beyond ±2**53: {item}")
 
 
 def decode_body(header: _Header) -> Message:

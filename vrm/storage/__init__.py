@@ -13,11 +13,13 @@ from vrm.storage.base import (
     StoreCounts,
     StoredMessage,
 )
+from vrm.storage.memory import MemoryStore
 from vrm.storage.sqlite import SqliteStore
 
 __all__ = [
     "DeliveryState",
     "Inbound",
+    "MemoryStore",
     "OutboxItem",
     "Relationship",
     "SqliteStore",

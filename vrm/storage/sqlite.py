@@ -1,12 +1,13 @@
 """The embedded store: aiosqlite in WAL mode, migrations applied at open.
 
-All writes go through one connection, so transactions are serialised and the
-replay check inside ``commit_inbound`` cannot race. sqlite errors leave this
-module as ``StorageError``.
+All writes go through one connection under one lock, so transactions are
+serialised and the replay check inside ``commit_inbound`` cannot race. sqlite
+errors leave this module as ``StorageError``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -60,6 +61,9 @@ class SqliteStore:
         self.path = Path(path)
         self.synchronous = synchronous
         self._db: aiosqlite.Connection | None = None
+        # aiosqlite serialises statements, not transactions: without this, a second
+        # writer's BEGIN lands inside the first one's transaction and fails.
+        self._write_lock = asyncio.Lock()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -70,10 +74,15 @@ class SqliteStore:
     async def open(self) -> None:
         with _map_errors():
             self._db = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-            await self._db.execute("PRAGMA busy_timeout=5000")
-            await self._migrate()
+            try:
+                await self._db.execute("PRAGMA journal_mode=WAL")
+                await self._db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+                await self._db.execute("PRAGMA busy_timeout=5000")
+                await self._migrate()
+            except BaseException:
+                # aiosqlite's worker thread is not a daemon: left open, it hangs exit.
+                await self.close()
+                raise
 
     async def close(self) -> None:
         if self._db is not None:
@@ -92,15 +101,16 @@ class SqliteStore:
 
     @contextlib.asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        db = self.db
-        with _map_errors():
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            await db.execute("COMMIT")
+        async with self._write_lock:
+            db = self.db
+            with _map_errors():
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    await db.execute("ROLLBACK")
+                    raise
+                await db.execute("COMMIT")
 
     async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with _map_errors():
@@ -140,9 +150,11 @@ class SqliteStore:
                 "INSERT INTO seen(id, expires) VALUES (?, ?)",
                 [(i.id, i.forget_after) for i in fresh],
             )
+            # An id that prune forgot may come back; it must not fail the batch or
+            # overwrite the history row (possibly another peer's) that holds it.
             await db.executemany(
                 "INSERT INTO messages(id, direction, peer, type, thid, created, at, message)"
-                " VALUES (?, 'in', ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, 'in', ?, ?, ?, ?, ?, ?) ON CONFLICT (direction, id) DO NOTHING",
                 [
                     (i.id, i.peer, i.type, i.thid, i.created, i.received_at, i.message)
                     for i in fresh
@@ -156,6 +168,9 @@ class SqliteStore:
                 [(at, peer) for peer, at in last_seen.items()],
             )
         return result
+
+    async def is_seen(self, msg_id: str) -> bool:
+        return await self._one("SELECT 1 FROM seen WHERE id=?", (msg_id,)) is not None
 
     async def _seen_ids(self, db: aiosqlite.Connection, ids: list[str]) -> set[str]:
         found: set[str] = set()

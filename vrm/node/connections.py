@@ -1,0 +1,197 @@
+"""Forming relationships with no hub: invitations, requests, accept and reject.
+
+Outgoing: ``connect`` verifies a signed invitation and sends ``connect.request``.
+Incoming: ``on_request`` applies the accept policy (vendors auto-accept; persons
+auto-accept only with a valid invitation token, otherwise the owner decides).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+
+from vrm.errors import Conflict, InvalidInput
+from vrm.node.book import RelationshipBook
+from vrm.node.config import NodeConfig
+from vrm.node.messenger import Messenger, Outgoing
+from vrm.protocol.envelope import Opened
+from vrm.protocol.identity import Identity
+from vrm.protocol.invitation import Invitation, parse_invitation
+from vrm.protocol.messages import ConnectAccept, ConnectReject, ConnectRequest, EndpointUpdate
+from vrm.protocol.relationship import Event, RelState
+from vrm.storage.base import Relationship, Store
+
+__all__ = ["Connections"]
+
+log = logging.getLogger("vrm.connections")
+
+#: Default invitation lifetime when `vrm invite` is given no --expires.
+DEFAULT_INVITATION_TTL_S = 24 * 3600
+
+
+class Connections:
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        config: NodeConfig,
+        book: RelationshipBook,
+        messenger: Messenger,
+        store: Store,
+        endpoints: Callable[[], Sequence[str]],
+        clock: Callable[[], float],
+        notify: Callable[[dict[str, object]], None],
+    ) -> None:
+        self._me = identity
+        self._cfg = config
+        self._book = book
+        self._messenger = messenger
+        self._store = store
+        self._endpoints = endpoints
+        self._clock = clock
+        self._notify = notify
+
+    async def invite(self, *, uses: int = 1, ttl_s: float = DEFAULT_INVITATION_TTL_S) -> str:
+        if uses < 1 or ttl_s <= 0:
+            raise InvalidInput("an invitation needs at least one use and a positive lifetime")
+        now = self._clock()
+        token = secrets.token_hex(16)
+        await self._store.add_invitation(token, uses=uses, expires=now + ttl_s, now=now)
+        inv = Invitation(
+            did=self._me.did,
+            name=self._cfg.name,
+            role=self._cfg.role,  # type: ignore[arg-type]
+            endpoints=list(self._endpoints()),
+            token=token,
+            expires=int(now + ttl_s),
+        )
+        return inv.encode(self._me)
+
+    async def connect(self, invitation: str, *, note: str | None = None) -> Relationship:
+        """Verify ``invitation`` and ask its issuer for a relationship."""
+        inv = parse_invitation(invitation, now=self._clock())
+        return await self.request(
+            inv.did,
+            name=inv.name,
+            role=inv.role,
+            endpoints=inv.endpoints,
+            token=inv.token,
+            note=note,
+        )
+
+    async def request(
+        self,
+        did: str,
+        *,
+        name: str,
+        role: str,
+        endpoints: Sequence[str],
+        token: str | None = None,
+        note: str | None = None,
+    ) -> Relationship:
+        """Send ``connect.request`` to ``did`` at ``endpoints`` (pinning ``did``'s key)."""
+        if did == self._me.did:
+            raise InvalidInput("that is this node's own did")
+        if not endpoints:
+            raise InvalidInput("the peer has no endpoint to connect to")
+        rel = await self._book.apply(
+            did, Event.SEND_REQUEST, name=name, role=role, endpoints=endpoints
+        )
+        body = ConnectRequest(
+            name=self._cfg.name,
+            role=self._cfg.role,  # type: ignore[arg-type]
+            endpoints=list(self._endpoints()),
+            token=token,
+            note=note,
+        )
+        item = await self._messenger.send(Outgoing(did, body))
+        return await self._book.update(rel, request_id=item.id)
+
+    async def accept(self, request_id: str) -> Relationship:
+        rel = await self._book.by_request(request_id)
+        if rel.state is not RelState.PENDING:
+            raise Conflict(f"request {request_id} is {rel.state.value}, not pending")
+        return await self._accept(rel, request_id)
+
+    async def reject(self, request_id: str, reason: str = "") -> Relationship:
+        rel = await self._book.by_request(request_id)
+        rel = await self._book.apply(rel.did, Event.REJECT, request_id=None)
+        await self._messenger.send(Outgoing(rel.did, ConnectReject(reason=reason), thid=request_id))
+        return rel
+
+    async def _accept(self, rel: Relationship, request_id: str) -> Relationship:
+        if rel.state is not RelState.ACTIVE:
+            rel = await self._book.apply(rel.did, Event.ACCEPT, request_id=None)
+        body = ConnectAccept(
+            name=self._cfg.name,
+            role=self._cfg.role,  # type: ignore[arg-type]
+            endpoints=list(self._endpoints()),
+        )
+        await self._messenger.send(Outgoing(rel.did, body, thid=request_id))
+        return rel
+
+    async def announce_endpoints(self) -> int:
+        """Tell every live relationship where this node is now."""
+        body = EndpointUpdate(endpoints=list(self._endpoints()))
+        live = [r for r in await self._book.all() if r.state is RelState.ACTIVE]
+        await self._messenger.send_many([Outgoing(r.did, body) for r in live])
+        return len(live)
+
+    # -- inbound control messages (called by the inbox after admission) ------------
+
+    async def on_control(self, opened: Opened) -> None:
+        body = opened.message.body
+        if isinstance(body, ConnectRequest):
+            await self._on_request(opened, body)
+        elif isinstance(body, ConnectAccept):
+            await self._book.apply(
+                opened.sender,
+                Event.RECEIVE_ACCEPT,
+                name=body.name,
+                role=body.role,
+                endpoints=body.endpoints,
+                request_id=None,
+            )
+            self._notify({"event": "connected", "peer": opened.sender, "name": body.name})
+        elif isinstance(body, ConnectReject):
+            await self._book.apply(opened.sender, Event.RECEIVE_REJECT, request_id=None)
+            self._notify({"event": "rejected", "peer": opened.sender, "reason": body.reason})
+        elif isinstance(body, EndpointUpdate):
+            rel = await self._book.get(opened.sender)
+            if rel is not None:
+                await self._book.update(rel, endpoints=tuple(body.endpoints))
+
+    async def _on_request(self, opened: Opened, body: ConnectRequest) -> None:
+        peer, msg_id = opened.sender, opened.message.id
+        before = await self._book.get(peer)
+        asked_them = before is not None and before.state is RelState.REQUESTED
+        if before is not None and before.state is RelState.ACTIVE:
+            await self._book.update(before, endpoints=tuple(body.endpoints), name=body.name)
+            await self._accept(before, msg_id)
+            return
+        rel = await self._book.apply(
+            peer,
+            Event.RECEIVE_REQUEST,
+            name=body.name,
+            role=body.role,
+            endpoints=body.endpoints,
+            request_id=msg_id,
+            note=body.note,
+        )
+        if asked_them or await self._policy_accepts(body):
+            await self._accept(rel, msg_id)
+            self._notify({"event": "connected", "peer": peer, "name": body.name})
+        else:
+            log.info("connection request %s from %s waits for the owner", msg_id, body.name)
+            self._notify(
+                {"event": "request", "request_id": msg_id, "peer": peer, "name": body.name}
+            )
+
+    async def _policy_accepts(self, body: ConnectRequest) -> bool:
+        policy = self._cfg.effective_accept_policy
+        if policy == "auto":
+            return True
+        if policy == "token" and body.token:
+            return await self._store.use_invitation(body.token, now=self._clock())
+        return False

@@ -1,0 +1,180 @@
+"""The peer endpoint: ``POST /vrm/v1/inbox`` of one envelope or a batch.
+
+For each envelope: open (limits, decrypt, verify, time), admit (relationship and
+channel rules, rate limit), de-duplicate and commit, then acknowledge. The size
+limit is checked from Content-Length before the body is read; nothing is
+acknowledged before it is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import msgspec
+from aiohttp import web
+
+from vrm.errors import (
+    Malformed,
+    ProtocolError,
+    RateLimited,
+    Replayed,
+    TooLarge,
+    VrmError,
+)
+from vrm.node.book import RelationshipBook
+from vrm.node.committer import GroupCommitter
+from vrm.protocol.envelope import CLOCK_SKEW_S, Opened, effective_expiry, open_envelope
+from vrm.protocol.framing import (
+    BATCH_CONTENT_TYPE,
+    ENVELOPE_CONTENT_TYPE,
+    MAX_BATCH_BYTES,
+    Ack,
+    decode_batch,
+    encode_acks,
+)
+from vrm.protocol.identity import Identity
+from vrm.protocol.relationship import CONTROL_TYPES, TokenBucket, admit
+from vrm.storage.base import Inbound, Store
+
+__all__ = ["Inbox", "InboxStats"]
+
+log = logging.getLogger("vrm.inbox")
+
+ControlHandler = Callable[[Opened], Awaitable[None]]
+Delivered = Callable[[list[tuple[Opened, Inbound]]], None]
+
+
+@dataclass(slots=True)
+class InboxStats:
+    requests: int = 0
+    accepted: int = 0
+    refused: int = 0
+
+
+class Inbox:
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        store: Store,
+        book: RelationshipBook,
+        clock: Callable[[], float],
+        on_control: ControlHandler,
+        on_delivered: Delivered,
+        on_error: Callable[[str], None],
+    ) -> None:
+        self._me = identity
+        self._store = store
+        self._book = book
+        self._clock = clock
+        self._on_control = on_control
+        self._on_delivered = on_delivered
+        self._on_error = on_error
+        self._buckets: dict[str, TokenBucket] = {}
+        self.committer: GroupCommitter[Inbound, bool] = GroupCommitter(store.commit_inbound)
+        self.stats = InboxStats()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/vrm/v1/inbox", self.handle)]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.stats.requests += 1
+        try:
+            envelopes = await self._read(request)
+        except ProtocolError as exc:
+            self.stats.refused += 1
+            self._on_error(f"inbox: {exc.code}: {exc.message}")
+            status = 413 if isinstance(exc, TooLarge) else 400
+            ack = Ack(ok=False, code=exc.code, error=exc.message)
+            return web.Response(
+                status=status, body=msgspec.json.encode(ack), content_type="application/json"
+            )
+        acks = await self.receive(envelopes)
+        return web.Response(body=encode_acks(acks), content_type="application/json")
+
+    async def _read(self, request: web.Request) -> list[bytes]:
+        length = request.content_length
+        if length is None:
+            raise Malformed("Content-Length is required")
+        if length > MAX_BATCH_BYTES:
+            raise TooLarge(f"body of {length} bytes refused (max {MAX_BATCH_BYTES})")
+        body = await request.content.readexactly(length) if length else b""
+        ctype = request.content_type
+        if ctype == BATCH_CONTENT_TYPE:
+            return decode_batch(body)
+        if ctype == ENVELOPE_CONTENT_TYPE:
+            return [body]
+        raise Malformed(f"content type must be {BATCH_CONTENT_TYPE} or {ENVELOPE_CONTENT_TYPE}")
+
+    async def receive(self, envelopes: list[bytes]) -> list[Ack]:
+        """Process envelopes in order; return one ack each, committed before return."""
+        acks: list[Ack | None] = [None] * len(envelopes)
+        ready: list[tuple[int, Opened, Inbound]] = []
+        now = self._clock()
+        for i, data in enumerate(envelopes):
+            try:
+                opened = open_envelope(data, self._me, now=now)
+                await self._admit(opened, now)
+            except ProtocolError as exc:
+                acks[i] = self._refuse(exc, None)
+                continue
+            msg = opened.message
+            ready.append((i, opened, _inbound(opened, now)))
+            if msg.type in CONTROL_TYPES and await self._control(opened):
+                acks[i] = self._refuse(Replayed("message id already received"), msg.id)
+                ready.pop()
+        if ready:
+            fresh = await self.committer.submit([inb for _, _, inb in ready])
+            delivered = []
+            for (i, opened, inb), is_new in zip(ready, fresh, strict=True):
+                if is_new:
+                    acks[i] = Ack(ok=True, id=inb.id)
+                    delivered.append((opened, inb))
+                else:
+                    acks[i] = self._refuse(Replayed("message id already received"), inb.id)
+            self.stats.accepted += len(delivered)
+            if delivered:
+                self._on_delivered(delivered)
+        return [a for a in acks if a is not None]
+
+    async def _admit(self, opened: Opened, now: float) -> None:
+        rel = await self._book.get(opened.sender)
+        msg_type = opened.message.type
+        admit(rel.state if rel else None, rel.channel if rel else None, msg_type)
+        if rel is None or msg_type in CONTROL_TYPES:
+            return
+        bucket = self._buckets.get(rel.did)
+        if bucket is None or bucket.rate_per_min != rel.channel.rate_per_min:
+            bucket = self._buckets[rel.did] = TokenBucket(rel.channel.rate_per_min)
+        if not bucket.take(now):
+            raise RateLimited(f"more than {rel.channel.rate_per_min} messages a minute")
+
+    async def _control(self, opened: Opened) -> bool:
+        """Run a control message's effect before commit; True if it is a replay."""
+        # Checked first so a replayed connect.request cannot re-open a relationship;
+        # handlers are idempotent, so a crash between effect and commit is harmless.
+        if await self._store.is_seen(opened.message.id):
+            return True
+        await self._on_control(opened)
+        return False
+
+    def _refuse(self, exc: VrmError, msg_id: str | None) -> Ack:
+        self.stats.refused += 1
+        self._on_error(f"inbox: {exc.code}: {exc.message}")
+        return Ack(ok=False, id=msg_id, code=exc.code, error=exc.message[:1024])
+
+
+def _inbound(opened: Opened, now: float) -> Inbound:
+    msg = opened.message
+    return Inbound(
+        id=msg.id,
+        peer=opened.sender,
+        type=msg.type,
+        thid=msg.thid,
+        created=msg.created,
+        forget_after=float(effective_expiry(msg.created, msg.expires) + 2 * CLOCK_SKEW_S),
+        received_at=now,
+        message=opened.signed_bytes,
+    )

@@ -1,0 +1,392 @@
+"""``Node``: the composition root. One object owns a store, two HTTP servers and workers.
+
+No globals: many nodes run in one process (tests, benchmarks), each on its own
+ports. Background work runs in one ``asyncio.TaskGroup`` owned by the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from vrm.errors import Conflict, InvalidInput, NodeError, NotFound
+from vrm.node.book import RelationshipBook
+from vrm.node.config import NodeConfig
+from vrm.node.connections import Connections
+from vrm.node.events import EventBus
+from vrm.node.home import Home, RuntimeInfo
+from vrm.node.inbox import Inbox
+from vrm.node.messenger import Messenger, Outgoing
+from vrm.node.outbox import Outbox
+from vrm.node.transport import Transport
+from vrm.protocol.envelope import Opened
+from vrm.protocol.framing import MAX_BATCH_BYTES
+from vrm.protocol.identity import Identity
+from vrm.protocol.messages import Body, Text
+from vrm.protocol.relationship import Event, RelState
+from vrm.storage.base import DeliveryState, Inbound, OutboxItem, Relationship, Store
+from vrm.storage.sqlite import SqliteStore
+
+__all__ = ["Node", "NodeStatistics"]
+
+log = logging.getLogger("vrm.node")
+
+#: How often expired replay ids and invitations are pruned.
+PRUNE_INTERVAL_S = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatistics:
+    did: str
+    name: str
+    role: str
+    peer_urls: tuple[str, ...]
+    admin_url: str
+    uptime_s: float
+    relationships: int
+    pending_requests: int
+    outbox_depth: int
+    outbox_failed: int
+    messages_in: int
+    messages_out: int
+    delivered: int
+    inbox_requests: int
+    inbox_refused: int
+    store_commits: int
+    recent_errors: tuple[str, ...]
+
+
+class Node:
+    def __init__(
+        self,
+        config: NodeConfig,
+        identity: Identity,
+        *,
+        store: Store,
+        admin_token: str,
+        clock: Callable[[], float] = time.time,
+        home: Home | None = None,
+        retry_base_s: float = 0.5,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.store = store
+        self.home = home
+        self.clock = clock
+        self._admin_token = admin_token
+        self.events = EventBus()
+        self.transport = Transport()
+        self.book = RelationshipBook(store, my_role=config.role, clock=clock)
+        self.outbox = Outbox(
+            store,
+            self.transport,
+            endpoints=self._peer_endpoints,
+            clock=clock,
+            spawn=self._spawn,
+            on_change=self._on_delivery_change,
+            retry_base_s=retry_base_s,
+        )
+        self.messenger = Messenger(identity, self.outbox, clock=clock)
+        self.connections = Connections(
+            identity=identity,
+            config=config,
+            book=self.book,
+            messenger=self.messenger,
+            store=store,
+            endpoints=self.endpoints,
+            clock=clock,
+            notify=self.events.publish,
+        )
+        self.inbox = Inbox(
+            identity=identity,
+            store=store,
+            book=self.book,
+            clock=clock,
+            on_control=self.connections.on_control,
+            on_delivered=self._on_delivered,
+            on_error=self._record_error,
+        )
+        self._errors: list[str] = []
+        self._runners: list[web.AppRunner] = []
+        self._peer_port = 0
+        self._admin_port = 0
+        self._tg: asyncio.TaskGroup | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._started_at = 0.0
+        self.ready_s = 0.0
+
+    @classmethod
+    def from_home(cls, home: Home, *, passphrase: str | None = None, **kw: Any) -> Node:
+        home.check_permissions()
+        cfg = home.config()
+        store = SqliteStore(home.database, synchronous=cfg.synchronous)
+        return cls(
+            cfg,
+            home.identity(passphrase),
+            store=store,
+            admin_token=home.admin_token(),
+            home=home,
+            **kw,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        t0 = time.perf_counter()
+        self._started_at = self.clock()
+        await self.store.open()
+        await self._check_identity()
+        await self.transport.start()
+        ready = asyncio.Event()
+        self._supervisor = asyncio.create_task(self._supervise(ready), name="vrm-node")
+        await ready.wait()
+        from vrm.node.admin import admin_app  # here to keep the import graph one-way
+
+        self._peer_port = await self._serve(
+            self._peer_app(), self.config.listen_host, self.config.listen_port
+        )
+        self._admin_port = await self._serve(
+            admin_app(self, self._admin_token), "127.0.0.1", self.config.admin_port
+        )
+        resumed = await self.outbox.resume()
+        if self.home is not None:
+            self.home.write_runtime(
+                RuntimeInfo(
+                    pid=os.getpid(),
+                    admin_url=self.admin_url,
+                    peer_urls=list(self.endpoints()),
+                    did=self.identity.did,
+                )
+            )
+        self.ready_s = time.perf_counter() - t0
+        log.info("node %s ready (%d queued resumed)", self.identity.did, resumed)
+
+    async def stop(self) -> None:
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        self._stopping.set()
+        if self._supervisor is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        await self.transport.close()
+        await self.store.close()
+        if self.home is not None:
+            self.home.clear_runtime()
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def request_stop(self) -> None:
+        """Ask ``vrm serve`` (waiting in ``wait_stop_requested``) to shut down."""
+        self._stop_requested.set()
+
+    async def wait_stop_requested(self) -> None:
+        await self._stop_requested.wait()
+
+    async def _supervise(self, ready: asyncio.Event) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                workers = [
+                    tg.create_task(self.outbox.committer_task()),
+                    tg.create_task(self.inbox.committer.run()),
+                    tg.create_task(self._prune_loop()),
+                ]
+                ready.set()
+                await self._stopping.wait()
+                for task in [*workers, *self._tasks]:
+                    task.cancel()
+        finally:
+            self._tg = None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> object:
+        if self._tg is None:
+            coro.close()
+            raise NodeError("node is not running")
+        task = self._tg.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _serve(self, app: web.Application, host: str, port: int) -> int:
+        # A short shutdown grace: open event streams must not hold `vrm serve` for 60 s.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise NodeError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        self._runners.append(runner)
+        server = site._server
+        assert server is not None and hasattr(server, "sockets")
+        return int(server.sockets[0].getsockname()[1])
+
+    def _peer_app(self) -> web.Application:
+        # client_max_size backs up the inbox's own Content-Length check.
+        app = web.Application(client_max_size=MAX_BATCH_BYTES)
+        app.add_routes(self.inbox.routes())
+        return app
+
+    async def _check_identity(self) -> None:
+        stored = await self.store.get_meta("did")
+        if stored is None:
+            await self.store.set_meta("did", self.identity.did)
+        elif stored != self.identity.did:
+            raise NodeError(f"the database belongs to {stored}, not to this key")
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+            await self.store.prune(now=self.clock())
+
+    # -- addresses ------------------------------------------------------------------
+
+    def endpoints(self) -> Sequence[str]:
+        if self.config.public_urls:
+            return self.config.public_urls
+        host = self.config.listen_host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return (f"http://{host}:{self._peer_port}",)
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self._admin_port}"
+
+    async def _peer_endpoints(self, did: str) -> Sequence[str]:
+        rel = await self.book.get(did)
+        return rel.endpoints if rel else ()
+
+    # -- events ---------------------------------------------------------------------
+
+    def _on_delivered(self, delivered: list[tuple[Opened, Inbound]]) -> None:
+        for opened, inb in delivered:
+            rel = self.book.cached(inb.peer)
+            if rel is not None and rel.channel.paused:
+                continue
+            self.events.publish(
+                {
+                    "event": "message",
+                    "id": inb.id,
+                    "peer": inb.peer,
+                    "name": rel.name if rel else "",
+                    "type": inb.type,
+                    "thid": inb.thid,
+                    "at": inb.received_at,
+                    "message": msgspec.Raw(opened.signed_bytes),
+                }
+            )
+
+    def _on_delivery_change(
+        self, item: OutboxItem, state: DeliveryState, reason: str | None
+    ) -> None:
+        self.events.publish(
+            {
+                "event": "delivery",
+                "id": item.id,
+                "peer": item.peer,
+                "state": state.value,
+                "reason": reason,
+            }
+        )
+
+    def _record_error(self, text: str) -> None:
+        self._errors.append(text)
+        del self._errors[:-20]
+
+    # -- what the admin API and tests call ---------------------------------------------
+
+    async def send(self, peer_ref: str, body: Body, *, thid: str | None = None) -> OutboxItem:
+        rel = await self.book.resolve(peer_ref)
+        if rel.state is not RelState.ACTIVE:
+            raise Conflict(f"relationship with {rel.name} is {rel.state.value}, not active")
+        return await self.messenger.send(Outgoing(rel.did, body, thid=thid))
+
+    async def send_text(
+        self, peer_ref: str, text: str, *, reply_to: str | None = None
+    ) -> OutboxItem:
+        if not text:
+            raise InvalidInput("message text is empty")
+        thid = None
+        if reply_to:
+            parent = await self.store.get_message(reply_to)
+            if parent is None:
+                raise NotFound(f"no message {reply_to!r} to reply to")
+            thid = parent.thid or parent.id
+        return await self.send(peer_ref, Text(text=text), thid=thid)
+
+    async def channel(self, peer_ref: str, action: str, arg: str | None = None) -> Relationship:
+        rel = await self.book.resolve(peer_ref)
+        ch = rel.channel
+        if action == "show":
+            return rel
+        if action in ("allow", "deny"):
+            if not arg:
+                raise InvalidInput(f"channel {action} needs a message TYPE")
+            ch = ch.with_allowed(arg) if action == "allow" else ch.with_denied(arg)
+            return await self.book.update(rel, channel=ch)
+        if action in ("pause", "resume"):
+            return await self.book.update(rel, channel=replace(ch, paused=action == "pause"))
+        if action == "rate":
+            if arg is None or not arg.isdigit():
+                raise InvalidInput(
+                    "channel rate needs a number of messages per minute (0 = no limit)"
+                )
+            return await self.book.update(rel, channel=replace(ch, rate_per_min=int(arg)))
+        if action == "block":
+            return await self.book.apply(rel.did, Event.BLOCK)
+        if action == "unblock":
+            return await self.book.apply(rel.did, Event.UNBLOCK)
+        if action == "delete":
+            rel = await self.book.apply(rel.did, Event.DELETE)
+            await self.store.delete_messages(rel.did)
+            return rel
+        raise InvalidInput(f"unknown channel action {action!r}")
+
+    async def statistics(self) -> NodeStatistics:
+        counts = await self.store.counts()
+        return NodeStatistics(
+            did=self.identity.did,
+            name=self.config.name,
+            role=self.config.role,
+            peer_urls=tuple(self.endpoints()),
+            admin_url=self.admin_url,
+            uptime_s=round(self.clock() - self._started_at, 3),
+            relationships=counts.relationships,
+            pending_requests=counts.pending_requests,
+            outbox_depth=counts.outbox_queued,
+            outbox_failed=counts.outbox_failed,
+            messages_in=counts.messages_in,
+            messages_out=counts.messages_out,
+            delivered=self.outbox.delivered,
+            inbox_requests=self.inbox.stats.requests,
+            inbox_refused=self.inbox.stats.refused,
+            store_commits=self.inbox.committer.transactions,
+            recent_errors=tuple(self._errors[-10:] + list(self.outbox.recent_errors)[-10:]),
+        )
+
+
+def open_node(path: Path, **kw: Any) -> Node:
+    """Convenience for scripts: the node of the home at ``path``."""
+    return Node.from_home(Home(path), **kw)
