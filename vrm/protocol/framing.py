@@ -118,5 +118,5 @@ def encode_acks(acks: list[Ack]) -> bytes:
 def decode_acks(data: bytes) -> list[Ack]:
     try:
         return _ACKS_DECODER.decode(data).results
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise Malformed(f"inbox reply is not a valid ack list: {exc}") from exc

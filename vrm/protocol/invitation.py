@@ -56,7 +56,7 @@ def parse_invitation(text: str, *, now: float) -> Invitation:
     try:
         inv = msgspec.json.decode(payload, type=Invitation)
         did = Did.parse(inv.did)
-    except (msgspec.ValidationError, msgspec.DecodeError, InvalidDid) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, InvalidDid) as exc:
         raise Malformed(f"invitation payload invalid: {exc}") from exc
     try:
         verify(did.public_key, INVITATION_CONTEXT + payload, sig)

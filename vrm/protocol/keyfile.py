@@ -53,7 +53,7 @@ def encode_keyfile(seed: bytes, *, passphrase: str | None, rng: Callable[[int], 
 def _parse(data: bytes) -> _KeyFile:
     try:
         kf = msgspec.json.decode(data, type=_KeyFile)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise KeyFileError(f"key file is not valid: {exc}") from exc
     if kf.v != KEYFILE_VERSION or kf.kind != "ed25519-seed":
         raise KeyFileError(f"unsupported key file (v={kf.v}, kind={kf.kind!r})")
