@@ -23,7 +23,7 @@ from vrm.protocol.messages import BODY_TYPES, Message, encode_canonical
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _params(name: str) -> Any:
+def _params(name: str) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("vec", load_vectors(name), ids=vector_id)
 
 
