@@ -27,7 +27,8 @@
     ├── ConfigError              node home or config missing or invalid
     ├── KeyFileError             key file unreadable, wrong passphrase, bad mode
     ├── Unauthorized             admin API token missing or wrong
-    └── NodeError                the runtime failed (transport, node not running)
+    └── NodeError                the runtime failed
+        ├── NotRunning           no node is running for this home
         └── Unreachable          a peer endpoint could not be reached
 
 The inbox and the admin API answer with ``code``; the CLI maps ``exit_status``.
@@ -52,6 +53,7 @@ __all__ = [
     "NodeError",
     "NotAccepted",
     "NotFound",
+    "NotRunning",
     "ProtocolError",
     "RateLimited",
     "Refused",
@@ -201,6 +203,10 @@ class Unauthorized(VrmError):
 class NodeError(VrmError):
     code = "node_error"
     exit_status = 9
+
+
+class NotRunning(NodeError):
+    code = "not_running"
 
 
 class Unreachable(NodeError):

@@ -145,6 +145,14 @@ class Node:
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Open the store, start workers and both servers; on failure undo it all."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         t0 = time.perf_counter()
         self._started_at = self.clock()
         await self.store.open()
@@ -167,8 +175,8 @@ class Node:
                 RuntimeInfo(
                     pid=os.getpid(),
                     admin_url=self.admin_url,
-                    peer_urls=list(self.endpoints()),
-                    did=self.identity.did,
+                    peer_urls=[str(u) for u in self.endpoints()],
+                    did=str(self.identity.did),
                 )
             )
         self.ready_s = time.perf_counter() - t0

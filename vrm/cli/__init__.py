@@ -1,0 +1,1 @@
+"""The ``vrm`` command line: argument parsing, the admin API client, rendering."""
