@@ -204,7 +204,10 @@ def send(
 def inbox(
     home: Home, as_json: bool, peer: str | None, show_all: bool, follow: bool, limit: int
 ) -> None:
-    """Show received messages (and mark them read); --follow streams new ones."""
+    """Show received messages (and mark them read); --follow streams new ones.
+
+    With --json: a JSON array, or with --follow one JSON object per line.
+    """
     client = AdminClient(home)
     msgs = client.get(
         "/api/v1/messages",
@@ -213,6 +216,9 @@ def inbox(
         direction=None if show_all else "in",
         mark_read="1",
     )
+    if as_json and not follow:
+        render.emit_json(msgs)
+        return
     for m in msgs:
         _print_message(m, as_json)
     if not follow:
