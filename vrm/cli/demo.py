@@ -209,11 +209,14 @@ def run_demo(demo: Demo) -> None:
 
     _step("5. Alice blocks a channel outright")
     demo.vrm(alice, "channel", "block", "Corner Bookshop")
+    before = demo.vrm(alice, "status", show=False)["messages_in"]
     spam = demo.vrm(books, "send", "Alice", "Last chance!", "--wait", "10s")
+    after = demo.vrm(alice, "status", show=False)["messages_in"]
     demo.check(
         spam["state"] == "failed" and "blocked" in (spam["last_error"] or ""),
-        "the blocked vendor's messages are refused and not stored",
+        "the blocked vendor's message is refused with code blocked",
     )
+    demo.check(after == before, "and nothing from it is stored at Alice's node")
 
     _step("6. Status of every node")
     rows = []
