@@ -89,6 +89,8 @@ def admin_app(node: Node, token: str) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=MAX_ADMIN_BODY)
     api = _AdminApi(node)
     app.add_routes(api.routes())
+    for svc in node.services:
+        app.add_routes(svc.routes())
     return app
 
 

@@ -12,7 +12,13 @@ from typing import Any
 
 from vrm.errors import InvalidInput, NotFound
 from vrm.protocol.identity import Did
-from vrm.protocol.relationship import Event, RelState, default_channel, transition
+from vrm.protocol.relationship import (
+    Event,
+    RelState,
+    default_allowed,
+    default_channel,
+    transition,
+)
 from vrm.storage.base import Relationship, Store
 
 __all__ = ["RelationshipBook"]
@@ -28,9 +34,19 @@ class RelationshipBook:
     async def get(self, did: str) -> Relationship | None:
         if did in self._cache:
             return self._cache[did]
-        rel = await self._store.get_relationship(did)
+        rel = self._current_defaults(await self._store.get_relationship(did))
         self._cache[did] = rel
         return rel
+
+    def _current_defaults(self, rel: Relationship | None) -> Relationship | None:
+        # Role defaults are not frozen at creation: types added by a later version of
+        # vrm become allowed on old relationships too (explicit deny still wins).
+        if rel is None:
+            return None
+        defaults = default_allowed(self._my_role, rel.role)
+        if rel.channel.defaults == defaults:
+            return rel
+        return replace(rel, channel=replace(rel.channel, defaults=defaults))
 
     def cached(self, did: str) -> Relationship | None:
         """The relationship if it is in memory (for hot paths that must not await)."""
@@ -81,7 +97,7 @@ class RelationshipBook:
                 return rel
         matches = [
             r
-            for r in await self._store.list_relationships()
+            for r in await self.all()
             if r.name.lower() == ref.lower() or (len(ref) >= 6 and ref in r.did)
         ]
         live = [r for r in matches if r.state is not RelState.DELETED] or matches
@@ -98,4 +114,5 @@ class RelationshipBook:
         return rel
 
     async def all(self) -> list[Relationship]:
-        return await self._store.list_relationships()
+        rels = [self._current_defaults(r) for r in await self._store.list_relationships()]
+        return [r for r in rels if r is not None]

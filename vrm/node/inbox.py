@@ -42,7 +42,7 @@ __all__ = ["Inbox", "InboxStats"]
 
 log = logging.getLogger("vrm.inbox")
 
-ControlHandler = Callable[[Opened], Awaitable[None]]
+Handler = Callable[[Opened], Awaitable[None]]
 Delivered = Callable[[list[tuple[Opened, Inbound]]], None]
 
 
@@ -61,7 +61,7 @@ class Inbox:
         store: Store,
         book: RelationshipBook,
         clock: Callable[[], float],
-        on_control: ControlHandler,
+        handler_for: Callable[[str], Handler | None],
         on_delivered: Delivered,
         on_error: Callable[[str], None],
     ) -> None:
@@ -69,7 +69,7 @@ class Inbox:
         self._store = store
         self._book = book
         self._clock = clock
-        self._on_control = on_control
+        self._handler_for = handler_for
         self._on_delivered = on_delivered
         self._on_error = on_error
         self._buckets: dict[str, TokenBucket] = {}
@@ -114,17 +114,18 @@ class Inbox:
         ready: list[tuple[int, Opened, Inbound]] = []
         now = self._clock()
         for i, data in enumerate(envelopes):
+            msg_id = None
             try:
                 opened = open_envelope(data, self._me, now=now)
+                msg_id = opened.message.id
                 await self._admit(opened, now)
+                handler = self._handler_for(opened.message.type)
+                if handler is not None and await self._handle(opened, handler):
+                    raise Replayed("message id already received")
             except ProtocolError as exc:
-                acks[i] = self._refuse(exc, None)
+                acks[i] = self._refuse(exc, msg_id)
                 continue
-            msg = opened.message
             ready.append((i, opened, _inbound(opened, now)))
-            if msg.type in CONTROL_TYPES and await self._control(opened):
-                acks[i] = self._refuse(Replayed("message id already received"), msg.id)
-                ready.pop()
         if ready:
             fresh = await self.committer.submit([inb for _, _, inb in ready])
             delivered = []
@@ -151,13 +152,13 @@ class Inbox:
         if not bucket.take(now):
             raise RateLimited(f"more than {rel.channel.rate_per_min} messages a minute")
 
-    async def _control(self, opened: Opened) -> bool:
-        """Run a control message's effect before commit; True if it is a replay."""
+    async def _handle(self, opened: Opened, handler: Handler) -> bool:
+        """Run a message's effect before commit; True if it is a replay."""
         # Checked first so a replayed connect.request cannot re-open a relationship;
         # handlers are idempotent, so a crash between effect and commit is harmless.
         if await self._store.is_seen(opened.message.id):
             return True
-        await self._on_control(opened)
+        await handler(opened)
         return False
 
     def _refuse(self, exc: VrmError, msg_id: str | None) -> Ack:

@@ -28,12 +28,13 @@ from vrm.node.home import Home, RuntimeInfo
 from vrm.node.inbox import Inbox
 from vrm.node.messenger import Messenger, Outgoing
 from vrm.node.outbox import Outbox
+from vrm.node.service import Handler, Service, ServiceFactory
 from vrm.node.transport import Transport
 from vrm.protocol.envelope import Opened
 from vrm.protocol.framing import MAX_BATCH_BYTES
 from vrm.protocol.identity import Identity
 from vrm.protocol.messages import Body, Text
-from vrm.protocol.relationship import Event, RelState
+from vrm.protocol.relationship import CONTROL_TYPES, Event, RelState
 from vrm.storage.base import DeliveryState, Inbound, OutboxItem, Relationship, Store
 from vrm.storage.sqlite import SqliteStore
 
@@ -77,6 +78,7 @@ class Node:
         clock: Callable[[], float] = time.time,
         home: Home | None = None,
         retry_base_s: float = 0.5,
+        services: Sequence[ServiceFactory] | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -112,11 +114,22 @@ class Node:
             store=store,
             book=self.book,
             clock=clock,
-            on_control=self.connections.on_control,
+            handler_for=self.handler_for,
             on_delivered=self._on_delivered,
             on_error=self._record_error,
         )
         self._errors: list[str] = []
+        # Control messages run the relationship itself; services add their own types.
+        self._handlers: dict[str, Handler] = dict.fromkeys(
+            CONTROL_TYPES, self.connections.on_control
+        )
+        factories = default_services() if services is None else services
+        self.services: list[Service] = [make(self) for make in factories]
+        for svc in self.services:
+            for msg_type, handler in svc.handlers().items():
+                if msg_type in self._handlers:
+                    raise NodeError(f"two handlers for message type {msg_type!r}")
+                self._handlers[msg_type] = handler
         self._runners: list[web.AppRunner] = []
         self._peer_port = 0
         self._admin_port = 0
@@ -169,6 +182,8 @@ class Node:
         self._admin_port = await self._serve(
             admin_app(self, self._admin_token), "127.0.0.1", self.config.admin_port
         )
+        for svc in self.services:
+            await svc.start()
         resumed = await self.outbox.resume()
         if self.home is not None:
             self.home.write_runtime(
@@ -183,6 +198,8 @@ class Node:
         log.info("node %s ready (%d queued resumed)", self.identity.did, resumed)
 
     async def stop(self) -> None:
+        for svc in reversed(self.services):
+            await svc.stop()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
@@ -281,6 +298,10 @@ class Node:
     @property
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self._admin_port}"
+
+    def handler_for(self, msg_type: str) -> Handler | None:
+        """The pre-commit handler for an inbound message type, if any."""
+        return self._handlers.get(msg_type)
 
     async def _peer_endpoints(self, did: str) -> Sequence[str]:
         rel = await self.book.get(did)
@@ -393,6 +414,11 @@ class Node:
             store_commits=self.inbox.committer.transactions,
             recent_errors=tuple(self._errors[-10:] + list(self.outbox.recent_errors)[-10:]),
         )
+
+
+def default_services() -> list[ServiceFactory]:
+    """The feature services every node runs (profile, intents, discovery, ...)."""
+    return []
 
 
 def open_node(path: Path, **kw: Any) -> Node:

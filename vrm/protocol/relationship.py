@@ -7,6 +7,7 @@ Channel rules decide, without I/O, whether an inbound message type is admitted.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from vrm.errors import Blocked, Conflict, NotAccepted, TypeDenied, UnknownSender
@@ -18,6 +19,7 @@ __all__ = [
     "RelState",
     "TokenBucket",
     "admit",
+    "allow_by_default",
     "default_allowed",
     "default_channel",
     "transition",
@@ -116,6 +118,15 @@ _DEFAULT_RATE: dict[tuple[str, str], int] = {
 
 def default_allowed(my_role: str, their_role: str) -> frozenset[str]:
     return _DEFAULT_ALLOWED.get((my_role, their_role), frozenset({"text"}))
+
+
+def allow_by_default(types: Iterable[str], *, receiver: str, sender: str) -> None:
+    """Let a feature admit its message types by default on (receiver ← sender) channels.
+
+    Called at import time by the module that defines the types, like ``register``.
+    """
+    key = (receiver, sender)
+    _DEFAULT_ALLOWED[key] = _DEFAULT_ALLOWED.get(key, frozenset()) | frozenset(types)
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,11 @@ class SqliteStore:
             await self.db.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version={number};\nCOMMIT;")
 
     @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction (BEGIN IMMEDIATE … COMMIT), serialised with all others.
+
+        Feature stores (profile, intents, …) use this and ``fetch_*`` on the same file.
+        """
         async with self._write_lock:
             db = self.db
             with _map_errors():
@@ -112,23 +116,23 @@ class SqliteStore:
                     raise
                 await db.execute("COMMIT")
 
-    async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    async def fetch_all(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with _map_errors():
             async with self.db.execute(sql, tuple(args)) as cur:
                 return list(await cur.fetchall())
 
-    async def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
-        rows = await self._all(sql, args)
+    async def fetch_one(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        rows = await self.fetch_all(sql, args)
         return rows[0] if rows else None
 
     # -- meta ---------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> str | None:
-        row = await self._one("SELECT value FROM meta WHERE key=?", (key,))
+        row = await self.fetch_one("SELECT value FROM meta WHERE key=?", (key,))
         return None if row is None else str(row[0])
 
     async def set_meta(self, key: str, value: str) -> None:
-        async with self._tx() as db:
+        async with self.transaction() as db:
             await db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     # -- inbound --------------------------------------------------------------------
@@ -136,7 +140,7 @@ class SqliteStore:
     async def commit_inbound(self, items: Sequence[Inbound]) -> list[bool]:
         if not items:
             return []
-        async with self._tx() as db:
+        async with self.transaction() as db:
             seen = await self._seen_ids(db, [i.id for i in items])
             fresh: list[Inbound] = []
             result: list[bool] = []
@@ -170,7 +174,7 @@ class SqliteStore:
         return result
 
     async def is_seen(self, msg_id: str) -> bool:
-        return await self._one("SELECT 1 FROM seen WHERE id=?", (msg_id,)) is not None
+        return await self.fetch_one("SELECT 1 FROM seen WHERE id=?", (msg_id,)) is not None
 
     async def _seen_ids(self, db: aiosqlite.Connection, ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -186,7 +190,7 @@ class SqliteStore:
     async def enqueue(self, items: Sequence[OutboxItem]) -> None:
         if not items:
             return
-        async with self._tx() as db:
+        async with self.transaction() as db:
             await db.executemany(
                 "INSERT INTO outbox(id, peer, envelope, created, expires, attempts,"
                 " next_attempt, state) VALUES (?, ?, ?, ?, ?, 0, ?, 'queued')",
@@ -202,25 +206,25 @@ class SqliteStore:
             )
 
     async def queued_outbox(self) -> list[OutboxItem]:
-        rows = await self._all(
+        rows = await self.fetch_all(
             f"SELECT {_OUTBOX_COLS} FROM outbox WHERE state='queued' ORDER BY rowid"
         )
         return [_outbox(r) for r in rows]
 
     async def outbox_item(self, msg_id: str) -> OutboxItem | None:
-        row = await self._one(f"SELECT {_OUTBOX_COLS} FROM outbox WHERE id=?", (msg_id,))
+        row = await self.fetch_one(f"SELECT {_OUTBOX_COLS} FROM outbox WHERE id=?", (msg_id,))
         return None if row is None else _outbox(row)
 
     async def list_outbox(self, *, peer: str | None, limit: int) -> list[OutboxItem]:
         where, args = ("WHERE peer=?", [peer]) if peer else ("", [])
-        rows = await self._all(
+        rows = await self.fetch_all(
             f"SELECT {_OUTBOX_COLS} FROM outbox {where} ORDER BY rowid DESC LIMIT ?",
             [*args, limit],
         )
         return [_outbox(r) for r in rows]
 
     async def mark_delivered(self, ids: Sequence[str], *, at: float) -> None:
-        async with self._tx() as db:
+        async with self.transaction() as db:
             await db.executemany(
                 "UPDATE outbox SET state='delivered', delivered_at=?, last_error=NULL WHERE id=?",
                 [(at, i) for i in ids],
@@ -229,14 +233,14 @@ class SqliteStore:
     async def mark_retry(
         self, msg_id: str, *, attempts: int, next_attempt: float, error: str
     ) -> None:
-        async with self._tx() as db:
+        async with self.transaction() as db:
             await db.execute(
                 "UPDATE outbox SET attempts=?, next_attempt=?, last_error=? WHERE id=?",
                 (attempts, next_attempt, error, msg_id),
             )
 
     async def mark_final(self, ids: Sequence[str], *, state: DeliveryState, error: str) -> None:
-        async with self._tx() as db:
+        async with self.transaction() as db:
             await db.executemany(
                 "UPDATE outbox SET state=?, last_error=? WHERE id=?",
                 [(state.value, error, i) for i in ids],
@@ -245,7 +249,7 @@ class SqliteStore:
     # -- relationships ----------------------------------------------------------------
 
     async def put_relationship(self, rel: Relationship) -> None:
-        async with self._tx() as db:
+        async with self.transaction() as db:
             await db.execute(
                 "INSERT OR REPLACE INTO relationships(did, name, role, state, channel, endpoints,"
                 " created, updated, last_seen, request_id, note)"
@@ -266,14 +270,14 @@ class SqliteStore:
             )
 
     async def get_relationship(self, did: str) -> Relationship | None:
-        row = await self._one(f"{_REL_SELECT} WHERE r.did=?", (did,))
+        row = await self.fetch_one(f"{_REL_SELECT} WHERE r.did=?", (did,))
         return None if row is None else _relationship(row)
 
     async def list_relationships(self) -> list[Relationship]:
-        return [_relationship(r) for r in await self._all(f"{_REL_SELECT} ORDER BY r.created")]
+        return [_relationship(r) for r in await self.fetch_all(f"{_REL_SELECT} ORDER BY r.created")]
 
     async def relationship_by_request(self, request_id: str) -> Relationship | None:
-        row = await self._one(f"{_REL_SELECT} WHERE r.request_id=?", (request_id,))
+        row = await self.fetch_one(f"{_REL_SELECT} WHERE r.request_id=?", (request_id,))
         return None if row is None else _relationship(row)
 
     # -- messages -------------------------------------------------------------------
@@ -289,41 +293,41 @@ class SqliteStore:
         if direction:
             where.append("direction = ?")
             args.append(direction)
-        rows = await self._all(
+        rows = await self.fetch_all(
             f"SELECT {_MSG_COLS} FROM messages WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
             [*args, limit],
         )
         return [_message(r) for r in rows]
 
     async def get_message(self, msg_id: str) -> StoredMessage | None:
-        row = await self._one(
+        row = await self.fetch_one(
             f"SELECT {_MSG_COLS} FROM messages WHERE id=? ORDER BY direction", (msg_id,)
         )
         return None if row is None else _message(row)
 
     async def mark_read(self, peer: str | None) -> None:
-        async with self._tx() as db:
+        async with self.transaction() as db:
             if peer:
                 await db.execute("UPDATE messages SET read=1 WHERE peer=? AND read=0", (peer,))
             else:
                 await db.execute("UPDATE messages SET read=1 WHERE read=0")
 
     async def delete_messages(self, peer: str) -> int:
-        async with self._tx() as db:
+        async with self.transaction() as db:
             cur = await db.execute("DELETE FROM messages WHERE peer=?", (peer,))
             return cur.rowcount
 
     # -- invitations ----------------------------------------------------------------
 
     async def add_invitation(self, token: str, *, uses: int, expires: float, now: float) -> None:
-        async with self._tx() as db:
+        async with self.transaction() as db:
             await db.execute(
                 "INSERT INTO invitations(token, uses, expires, created) VALUES (?, ?, ?, ?)",
                 (token, uses, expires, now),
             )
 
     async def use_invitation(self, token: str, *, now: float) -> bool:
-        async with self._tx() as db:
+        async with self.transaction() as db:
             cur = await db.execute(
                 "UPDATE invitations SET uses = uses - 1 WHERE token=? AND uses > 0 AND expires >= ?",
                 (token, now),
@@ -333,7 +337,7 @@ class SqliteStore:
     # -- housekeeping -----------------------------------------------------------------
 
     async def prune(self, *, now: float) -> int:
-        async with self._tx() as db:
+        async with self.transaction() as db:
             a = await db.execute("DELETE FROM seen WHERE expires < ?", (now,))
             b = await db.execute("DELETE FROM invitations WHERE expires < ?", (now,))
             c = await db.execute(
@@ -344,7 +348,7 @@ class SqliteStore:
             return a.rowcount + b.rowcount + c.rowcount
 
     async def counts(self) -> StoreCounts:
-        row = await self._one(
+        row = await self.fetch_one(
             "SELECT"
             " (SELECT count(*) FROM relationships WHERE state NOT IN ('deleted')),"
             " (SELECT count(*) FROM relationships WHERE state='pending'),"
