@@ -27,7 +27,13 @@ class NodeConfig:
     listen_port: int = 7400
     """Peer endpoint port; 0 picks a free one."""
     public_urls: tuple[str, ...] = ()
-    """Endpoints given to peers; empty means ``http://<listen_host>:<port>``."""
+    """Endpoints given to peers; empty means ``http(s)://<listen_host>:<port>``."""
+    tls_cert: str | None = None
+    """PEM certificate chain for serving the peer endpoint over HTTPS (path)."""
+    tls_key: str | None = None
+    """PEM private key matching ``tls_cert`` (path)."""
+    tls_ca: str | None = None
+    """Extra CA bundle trusted for peers' HTTPS endpoints (path), e.g. a private CA."""
     admin_port: int = 7401
     """Admin API port on 127.0.0.1; 0 picks a free one (written to node.json)."""
     accept_policy: AcceptPolicy | None = None
@@ -73,12 +79,19 @@ class NodeConfig:
             listen_host=str(peer.get("host", "127.0.0.1")),
             listen_port=_port(peer.get("port", 7400), "peer.port"),
             public_urls=tuple(str(u) for u in peer.get("public_urls", [])),
+            tls_cert=_opt_str(peer.get("tls_cert")),
+            tls_key=_opt_str(peer.get("tls_key")),
+            tls_ca=_opt_str(peer.get("tls_ca")),
             admin_port=_port(admin.get("port", 7401), "admin.port"),
             accept_policy=policy,
             synchronous=sync,  # type: ignore[arg-type]
             categories=tuple(str(c) for c in node.get("categories", [])),
             extra={k: v for k, v in data.items() if k not in known},
         )
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -118,6 +131,10 @@ def render_config(cfg: NodeConfig) -> str:
     lines += ["", "[peer]", f"host = {q(cfg.listen_host)}", f"port = {cfg.listen_port}"]
     if cfg.public_urls:
         lines.append(f"public_urls = [{', '.join(q(u) for u in cfg.public_urls)}]")
+    if cfg.tls_cert and cfg.tls_key:
+        lines += [f"tls_cert = {q(cfg.tls_cert)}", f"tls_key = {q(cfg.tls_key)}"]
+    if cfg.tls_ca:
+        lines.append(f"tls_ca = {q(cfg.tls_ca)}")
     lines += ["", "[admin]", f"port = {cfg.admin_port}"]
     lines += ["", "[storage]", f"synchronous = {q(cfg.synchronous)}", ""]
     return "\n".join(lines)

@@ -10,16 +10,18 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from vrm.errors import Conflict, InvalidInput, NodeError, NotFound
+from vrm.errors import ConfigError, Conflict, InvalidInput, NodeError, NotFound
 from vrm.node.book import RelationshipBook
 from vrm.node.config import NodeConfig
 from vrm.node.connections import Connections
@@ -87,7 +89,7 @@ class Node:
         self.clock = clock
         self._admin_token = admin_token
         self.events = EventBus()
-        self.transport = Transport()
+        self.transport = Transport(ca_file=config.tls_ca)
         self.book = RelationshipBook(store, my_role=config.role, clock=clock)
         self.outbox = Outbox(
             store,
@@ -177,7 +179,7 @@ class Node:
         from vrm.node.admin import admin_app  # here to keep the import graph one-way
 
         self._peer_port = await self._serve(
-            self._peer_app(), self.config.listen_host, self.config.listen_port
+            self._peer_app(), self.config.listen_host, self.config.listen_port, self._tls()
         )
         self._admin_port = await self._serve(
             admin_app(self, self._admin_token), "127.0.0.1", self.config.admin_port
@@ -252,11 +254,13 @@ class Node:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _serve(self, app: web.Application, host: str, port: int) -> int:
+    async def _serve(
+        self, app: web.Application, host: str, port: int, ssl: SSLContext | None = None
+    ) -> int:
         # A short shutdown grace: open event streams must not hold `vrm serve` for 60 s.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl)
         try:
             await site.start()
         except OSError as exc:
@@ -266,6 +270,19 @@ class Node:
         server = site._server
         assert server is not None and hasattr(server, "sockets")
         return int(server.sockets[0].getsockname()[1])
+
+    def _tls(self) -> SSLContext | None:
+        cert, key = self.config.tls_cert, self.config.tls_key
+        if not cert and not key:
+            return None
+        if not (cert and key):
+            raise ConfigError("set both peer.tls_cert and peer.tls_key, or neither")
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load TLS certificate {cert}: {exc}") from exc
+        return ctx
 
     def _peer_app(self) -> web.Application:
         # client_max_size backs up the inbox's own Content-Length check.
@@ -293,7 +310,8 @@ class Node:
         host = self.config.listen_host
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
-        return (f"http://{host}:{self._peer_port}",)
+        scheme = "https" if self.config.tls_cert else "http"
+        return (f"{scheme}://{host}:{self._peer_port}",)
 
     @property
     def admin_url(self) -> str:

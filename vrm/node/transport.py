@@ -5,6 +5,8 @@ aiohttp exceptions stop here and become ``Unreachable`` or a typed refusal.
 
 from __future__ import annotations
 
+import ssl
+
 import aiohttp
 
 from vrm.errors import Malformed, ProtocolError, Unreachable, error_for_code
@@ -27,12 +29,17 @@ def inbox_url(endpoint: str) -> str:
 class Transport:
     """One keep-alive connection pool for all peers of a node."""
 
-    def __init__(self, *, user_agent: str = "vrm/0.1") -> None:
+    def __init__(self, *, user_agent: str = "vrm/0.1", ca_file: str | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._user_agent = user_agent
+        # Peers' HTTPS certificates are verified against the system store, plus an
+        # extra CA for private deployments (identity itself is proven by signatures).
+        self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else True
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=256, limit_per_host=4, keepalive_timeout=60)
+        connector = aiohttp.TCPConnector(
+            limit=256, limit_per_host=4, keepalive_timeout=60, ssl=self._ssl
+        )
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=timeout, headers={"User-Agent": self._user_agent}
