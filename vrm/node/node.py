@@ -328,6 +328,10 @@ class Node:
     # -- events ---------------------------------------------------------------------
 
     def _on_delivered(self, delivered: list[tuple[Opened, Inbound]]) -> None:
+        # A peer that just wrote to us is reachable again: retry what waits for it
+        # now, not when its backoff (up to retry.MAX_DELAY_S) runs out.
+        for peer in {inb.peer for _, inb in delivered}:
+            self.outbox.kick(peer)
         for opened, inb in delivered:
             rel = self.book.cached(inb.peer)
             if rel is not None and rel.channel.paused:
