@@ -236,3 +236,42 @@ async def test_message_that_expires_undelivered_is_marked_expired(
     assert await alice.outbox.wait_settled(item.id, SETTLE_S) is DeliveryState.EXPIRED
     expired = await state(alice, item)
     assert expired.last_error == "expired before delivery"
+
+
+async def test_a_peer_that_comes_back_and_writes_is_served_without_waiting_out_the_backoff(
+    node_factory: NodeFactory, connect: Connect, eventually: Eventually
+) -> None:
+    # A long backoff: after one failure alice would not retry bob for 30-60 s.
+    alice = await node_factory("alice", retry_base_s=60.0)
+    bob = await node_factory("bob", port=free_port())
+    await connect(alice, bob)
+    await node_factory.stop(bob)
+    waiting = await alice.send_text("bob", "call me when you are back")
+    await wait_retrying(eventually, alice, waiting, 1)
+
+    bob = await node_factory.restart(bob)
+    await bob.send_text("alice", "I am back")
+
+    # Hearing from bob is proof he is reachable again: alice delivers now, not in a minute.
+    assert await alice.outbox.wait_settled(waiting.id, SETTLE_S) is DeliveryState.DELIVERED
+    assert await texts_from(bob, alice) == ["call me when you are back"]
+
+
+async def test_rate_limited_messages_stay_queued_for_retry(
+    node_factory: NodeFactory, connect: Connect, eventually: Eventually
+) -> None:
+    alice, bob = await node_factory("alice"), await node_factory("bob")
+    await connect(alice, bob)
+    await bob.channel("alice", "rate", "2")
+
+    items = [await alice.send_text("bob", f"#{i}") for i in range(4)]
+
+    await wait_all_delivered(eventually, alice, items[:2])
+    await wait_retrying(eventually, alice, items[3], 1)
+    limited = await state(alice, items[3])
+    assert limited.last_error is not None and limited.last_error.startswith("rate_limited")
+    assert await texts_from(bob, alice) == ["#0", "#1"]
+    # The owner lifts the limit: the held messages go through.
+    await bob.channel("alice", "rate", "0")
+    await wait_all_delivered(eventually, alice, items)
+    assert await texts_from(bob, alice) == ["#0", "#1", "#2", "#3"]
