@@ -73,7 +73,9 @@ def admin_app(node: Node, token: str) -> web.Application:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode()
+        # aiohttp keeps undecodable header bytes as surrogates; they must fail the
+        # comparison (401), not the encoding (500).
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, expected):
             return _error(Unauthorized("missing or wrong admin token"))
         try:
