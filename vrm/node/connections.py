@@ -28,6 +28,11 @@ log = logging.getLogger("vrm.connections")
 
 #: Default invitation lifetime when `vrm invite` is given no --expires.
 DEFAULT_INVITATION_TTL_S = 24 * 3600
+#: A QR code on a shop counter for a decade is the most anyone needs; beyond these
+#: the values overflow SQLite or the invitation's safe-integer expiry, and the
+#: string handed out could never be used.
+MAX_INVITATION_USES = 1_000_000
+MAX_INVITATION_TTL_S = 10 * 366 * 24 * 3600
 
 
 class Connections:
@@ -55,6 +60,11 @@ class Connections:
     async def invite(self, *, uses: int = 1, ttl_s: float = DEFAULT_INVITATION_TTL_S) -> str:
         if uses < 1 or ttl_s <= 0:
             raise InvalidInput("an invitation needs at least one use and a positive lifetime")
+        if uses > MAX_INVITATION_USES or ttl_s > MAX_INVITATION_TTL_S:
+            raise InvalidInput(
+                f"an invitation allows at most {MAX_INVITATION_USES} uses"
+                f" and {MAX_INVITATION_TTL_S // 86400} days"
+            )
         now = self._clock()
         token = secrets.token_hex(16)
         await self._store.add_invitation(token, uses=uses, expires=now + ttl_s, now=now)
