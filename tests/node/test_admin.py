@@ -278,3 +278,52 @@ async def _next_message_event(resp: aiohttp.ClientResponse) -> dict[str, Any]:
             if event["event"] == "message":
                 return event
     raise AssertionError("event stream ended")
+
+
+@pytest.mark.parametrize(
+    "authorization", [b"Bearer \xff\xfe", "Bearer é".encode(), b"\x80"], ids=repr
+)
+async def test_undecodable_authorization_header_gets_401_json(
+    node_factory: NodeFactory, authorization: bytes
+) -> None:
+    node = await node_factory("alice")
+    port = urlsplit(node.admin_url).port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "
+            + authorization
+            + b"\r\nConnection: close\r\n\r\n"
+        )
+        reply = await asyncio.wait_for(reader.read(), 5.0)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"401"
+    assert msgspec.json.decode(body)["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"uses": 0}, {"uses": "many"}, {"ttl_s": -1}, {"uses": 10**30}, {"ttl_s": 10**30}],
+    ids=["no-uses", "uses-text", "negative-ttl", "huge-uses", "huge-ttl"],
+)
+async def test_invitation_out_of_range_gets_400_invalid_input(
+    node_factory: NodeFactory, payload: dict[str, Any]
+) -> None:
+    node = await node_factory("alice")
+    status, body = await admin(node, "POST", "/api/v1/invitations", json=payload)
+    assert (status, body["code"]) == (400, "invalid_input")
+
+
+async def test_a_long_lived_many_use_invitation_can_be_used(node_factory: NodeFactory) -> None:
+    alice, bob = await node_factory("alice"), await node_factory("bob")
+    status, inv = await admin(
+        bob, "POST", "/api/v1/invitations", json={"uses": 1000, "ttl_s": 5 * 365 * 24 * 3600}
+    )
+    assert status == 200
+    status, rel = await admin(
+        alice, "POST", "/api/v1/connect", json={"invitation": inv["invitation"]}
+    )
+    assert (status, rel["state"]) == (200, "requested")
