@@ -17,7 +17,8 @@
     │   │   ├── Blocked          the channel is blocked or deleted
     │   │   ├── TypeDenied       this message type is not allowed on the channel
     │   │   └── NotAccepted      the relationship is not (yet) active
-    │   ├── RateLimited          the channel's rate limit is exceeded
+    │   ├── RateLimited          a channel's or a source address's rate limit is exceeded
+    │   ├── TooSlow              a request did not arrive in time (slowloris)
     │   └── IdentityNotProven    the key at an endpoint is not the one expected
     ├── InvalidInput             (ValueError) a local caller passed a bad value
     │   └── InvalidDid           (ValueError) not a valid ed25519 did:key
@@ -61,6 +62,7 @@ __all__ = [
     "StorageError",
     "Tampered",
     "TooLarge",
+    "TooSlow",
     "TypeDenied",
     "Unauthorized",
     "UnknownSender",
@@ -155,6 +157,10 @@ class NotAccepted(Refused):
 
 class RateLimited(ProtocolError):
     code = "rate_limited"
+
+
+class TooSlow(ProtocolError):
+    code = "too_slow"
 
 
 class IdentityNotProven(ProtocolError):
