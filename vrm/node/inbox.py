@@ -25,7 +25,13 @@ from vrm.errors import (
 )
 from vrm.node.book import RelationshipBook
 from vrm.node.committer import GroupCommitter
-from vrm.protocol.envelope import CLOCK_SKEW_S, Opened, effective_expiry, open_envelope
+from vrm.protocol.envelope import (
+    CLOCK_SKEW_S,
+    Opened,
+    effective_expiry,
+    open_envelope,
+    recipient_key,
+)
 from vrm.protocol.framing import (
     BATCH_CONTENT_TYPE,
     ENVELOPE_CONTENT_TYPE,
@@ -38,12 +44,26 @@ from vrm.protocol.identity import Identity
 from vrm.protocol.relationship import CONTROL_TYPES, TokenBucket, admit
 from vrm.storage.base import Inbound, Store
 
-__all__ = ["Inbox", "InboxStats"]
+__all__ = ["Inbox", "InboxStats", "Persona"]
 
 log = logging.getLogger("vrm.inbox")
 
 Handler = Callable[[Opened], Awaitable[None]]
 Delivered = Callable[[list[tuple[Opened, Inbound]]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    """Another identity this node receives for, such as an anonymous intent's pseudonym.
+
+    Messages addressed to it are opened with its key and admitted by ``admit`` (which
+    raises the refusal), not by the relationship book, which holds only the node's own
+    relationships; for the same reason control messages to it do not run the book's
+    handler. Everything else (replay check, handlers, commit) is as for the node.
+    """
+
+    identity: Identity
+    admit: Callable[[Opened], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -64,8 +84,10 @@ class Inbox:
         handler_for: Callable[[str], Handler | None],
         on_delivered: Delivered,
         on_error: Callable[[str], None],
+        personas: Callable[[bytes], Persona | None] | None = None,
     ) -> None:
         self._me = identity
+        self._personas = personas
         self._store = store
         self._book = book
         self._clock = clock
@@ -116,10 +138,17 @@ class Inbox:
         for i, data in enumerate(envelopes):
             msg_id = None
             try:
-                opened = open_envelope(data, self._me, now=now)
+                persona = self._persona_for(data)
+                opened = open_envelope(data, persona.identity if persona else self._me, now=now)
                 msg_id = opened.message.id
-                await self._admit(opened, now)
-                handler = self._handler_for(opened.message.type)
+                msg_type = opened.message.type
+                if persona is None:
+                    await self._admit(opened, now)
+                else:
+                    await persona.admit(opened)
+                handler = self._handler_for(msg_type)
+                if persona is not None and msg_type in CONTROL_TYPES:
+                    handler = None
                 if handler is not None and await self._handle(opened, handler):
                     raise Replayed("message id already received")
             except ProtocolError as exc:
@@ -139,6 +168,14 @@ class Inbox:
             if delivered:
                 self._on_delivered(delivered)
         return [a for a in acks if a is not None]
+
+    def _persona_for(self, envelope: bytes) -> Persona | None:
+        if self._personas is None:
+            return None
+        key = recipient_key(envelope)
+        if key == self._me.key.public_key:
+            return None
+        return self._personas(key)
 
     async def _admit(self, opened: Opened, now: float) -> None:
         rel = await self._book.get(opened.sender)

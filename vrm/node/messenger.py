@@ -25,6 +25,8 @@ class Outgoing:
     body: Body
     thid: str | None = None
     expires: int | None = None
+    #: seal as this identity instead of the node's own (a persona such as a pseudonym)
+    as_identity: Identity | None = None
 
 
 class Messenger:
@@ -35,9 +37,10 @@ class Messenger:
 
     def prepare(self, out: Outgoing) -> OutboxItem:
         now = self._clock()
+        me = out.as_identity or self._me
         msg = Message.build(
             out.body,
-            sender=self._me.did,
+            sender=me.did,
             recipient=out.peer,
             now=now,
             rng=os.urandom,
@@ -47,7 +50,7 @@ class Messenger:
         return OutboxItem(
             id=msg.id,
             peer=out.peer,
-            envelope=seal(msg, self._me),
+            envelope=seal(msg, me),
             created=now,
             expires=float(effective_expiry(msg.created, msg.expires)),
             next_attempt=now,

@@ -12,7 +12,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from ssl import SSLContext
@@ -27,7 +27,7 @@ from vrm.node.config import NodeConfig
 from vrm.node.connections import Connections
 from vrm.node.events import EventBus
 from vrm.node.home import Home, RuntimeInfo
-from vrm.node.inbox import Inbox
+from vrm.node.inbox import Inbox, Persona
 from vrm.node.messenger import Messenger, Outgoing
 from vrm.node.outbox import Outbox
 from vrm.node.service import Handler, Service, ServiceFactory
@@ -111,6 +111,10 @@ class Node:
             clock=clock,
             notify=self.events.publish,
         )
+        #: extra identities this node receives for, by ed25519 public key (see Persona)
+        self.personas: dict[bytes, Persona] = {}
+        #: where to find peers the relationship book has no endpoint for (services add)
+        self.endpoint_resolvers: list[Callable[[str], Awaitable[Sequence[str]]]] = []
         self.inbox = Inbox(
             identity=identity,
             store=store,
@@ -119,6 +123,7 @@ class Node:
             handler_for=self.handler_for,
             on_delivered=self._on_delivered,
             on_error=self._record_error,
+            personas=self.personas.get,
         )
         self._errors: list[str] = []
         # Control messages run the relationship itself; services add their own types.
@@ -323,7 +328,12 @@ class Node:
 
     async def _peer_endpoints(self, did: str) -> Sequence[str]:
         rel = await self.book.get(did)
-        return rel.endpoints if rel else ()
+        if rel is not None and rel.endpoints:
+            return rel.endpoints
+        for resolve in self.endpoint_resolvers:
+            if found := await resolve(did):
+                return found
+        return ()
 
     # -- events ---------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ __all__ = [
     "Opened",
     "effective_expiry",
     "open_envelope",
+    "recipient_key",
     "seal",
 ]
 
@@ -92,6 +93,15 @@ def seal(message: Message, sender: Identity, *, ephemeral_seed: bytes | None = N
     if len(envelope) > MAX_ENVELOPE_BYTES:
         raise TooLarge(f"envelope would be {len(envelope)} bytes (max {MAX_ENVELOPE_BYTES})")
     return envelope
+
+
+def recipient_key(data: bytes) -> bytes:
+    """The recipient's ed25519 key from the clear header (empty if ``data`` is too short).
+
+    A node that answers for several identities picks the one to open with by these
+    bytes; ``open_envelope`` still checks them, and the signed recipient, itself.
+    """
+    return data[1:_HEADER_BYTES] if len(data) >= _HEADER_BYTES else b""
 
 
 def open_envelope(data: bytes, me: Identity, *, now: float) -> Opened:
