@@ -24,6 +24,9 @@
     │   └── InvalidDid           (ValueError) not a valid ed25519 did:key
     ├── NotFound                 a named object does not exist
     ├── Conflict                 the object exists or is in the wrong state
+    │   ├── IntentClosed         the intent is closed or cancelled: no offer, no accept
+    │   ├── IntentExpired        the intent's time for offers has run out
+    │   └── OfferExpired         the offer is past its expiry and cannot be accepted
     ├── StorageError             the store failed
     ├── ConfigError              node home or config missing or invalid
     ├── KeyFileError             key file unreadable, wrong passphrase, bad mode
@@ -47,6 +50,8 @@ __all__ = [
     "Conflict",
     "Expired",
     "IdentityNotProven",
+    "IntentClosed",
+    "IntentExpired",
     "InvalidDid",
     "InvalidInput",
     "KeyFileError",
@@ -55,6 +60,7 @@ __all__ = [
     "NotAccepted",
     "NotFound",
     "NotRunning",
+    "OfferExpired",
     "ProtocolError",
     "RateLimited",
     "Refused",
@@ -184,6 +190,18 @@ class NotFound(VrmError):
 class Conflict(VrmError):
     code = "conflict"
     exit_status = 5
+
+
+class IntentClosed(Conflict):
+    code = "intent_closed"
+
+
+class IntentExpired(Conflict):
+    code = "intent_expired"
+
+
+class OfferExpired(Conflict):
+    code = "offer_expired"
 
 
 class StorageError(VrmError):
