@@ -3,6 +3,7 @@
     VrmError
     ├── ProtocolError            a peer sent something we refuse (remote-caused)
     │   ├── Malformed            (ValueError) bytes or JSON that do not parse
+    │   │   └── MalformedRecord  (ValueError) a discovery record (DNS TXT, advert) is invalid
     │   ├── TooLarge             (ValueError) over a size or count limit
     │   ├── UnsupportedVersion   (ValueError) unknown envelope/framing version
     │   ├── UnknownType          (ValueError) a message type we do not know
@@ -19,10 +20,13 @@
     │   │   └── NotAccepted      the relationship is not (yet) active
     │   ├── RateLimited          a channel's or a source address's rate limit is exceeded
     │   ├── TooSlow              a request did not arrive in time (slowloris)
+    │   ├── ConflictingRecords   a domain publishes several nodes (different dids)
     │   └── IdentityNotProven    the key at an endpoint is not the one expected
     ├── InvalidInput             (ValueError) a local caller passed a bad value
     │   └── InvalidDid           (ValueError) not a valid ed25519 did:key
     ├── NotFound                 a named object does not exist
+    │   ├── NoSuchDomain         DNS says the domain does not exist (NXDOMAIN)
+    │   └── NoRecord             the domain exists but publishes no vrm record
     ├── Conflict                 the object exists or is in the wrong state
     │   ├── IntentClosed         the intent is closed or cancelled: no offer, no accept
     │   ├── IntentExpired        the intent's time for offers has run out
@@ -33,7 +37,8 @@
     ├── Unauthorized             admin API token missing or wrong
     └── NodeError                the runtime failed
         ├── NotRunning           no node is running for this home
-        └── Unreachable          a peer endpoint could not be reached
+        ├── Unreachable          a peer endpoint could not be reached
+        └── DnsFailed            the DNS server failed, refused or did not answer
 
 The inbox and the admin API answer with ``code``; the CLI maps ``exit_status``.
 """
@@ -48,6 +53,8 @@ __all__ = [
     "ClockSkew",
     "ConfigError",
     "Conflict",
+    "ConflictingRecords",
+    "DnsFailed",
     "Expired",
     "IdentityNotProven",
     "IntentClosed",
@@ -56,6 +63,9 @@ __all__ = [
     "InvalidInput",
     "KeyFileError",
     "Malformed",
+    "MalformedRecord",
+    "NoRecord",
+    "NoSuchDomain",
     "NodeError",
     "NotAccepted",
     "NotFound",
@@ -103,6 +113,10 @@ class ProtocolError(VrmError):
 
 class Malformed(ProtocolError, ValueError):
     code = "malformed"
+
+
+class MalformedRecord(Malformed):
+    code = "malformed_record"
 
 
 class TooLarge(ProtocolError, ValueError):
@@ -169,6 +183,10 @@ class TooSlow(ProtocolError):
     code = "too_slow"
 
 
+class ConflictingRecords(ProtocolError):
+    code = "conflicting_records"
+
+
 class IdentityNotProven(ProtocolError):
     code = "identity_not_proven"
 
@@ -185,6 +203,14 @@ class InvalidDid(InvalidInput):
 class NotFound(VrmError):
     code = "not_found"
     exit_status = 4
+
+
+class NoSuchDomain(NotFound):
+    code = "no_such_domain"
+
+
+class NoRecord(NotFound):
+    code = "no_record"
 
 
 class Conflict(VrmError):
@@ -235,6 +261,10 @@ class NotRunning(NodeError):
 
 class Unreachable(NodeError):
     code = "unreachable"
+
+
+class DnsFailed(NodeError):
+    code = "dns_failed"
 
 
 def _all_subclasses(cls: type[VrmError]) -> list[type[VrmError]]:
