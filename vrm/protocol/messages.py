@@ -25,6 +25,7 @@ __all__ = [
     "EndpointUpdate",
     "Marketing",
     "Message",
+    "TermRef",
     "Text",
     "decode_body",
     "decode_header",
@@ -246,9 +247,26 @@ class Marketing(Body, frozen=True, kw_only=True):
     text: LongText
 
 
+class TermRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A proffered personal term: its opaque id and the hash of its wording (docs/terms.md)."""
+
+    id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+    hash: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+    #: without it the person's node will not form the relationship
+    required: bool = False
+
+
+#: A person proffers a handful of terms; 32 is far past any real proffer.
+MAX_TERMS = 32
+
+
 @register
 class ConnectRequest(Body, frozen=True, kw_only=True):
-    """Ask to form a relationship; ``token`` comes from an invitation, if any."""
+    """Ask to form a relationship; ``token`` comes from an invitation, if any.
+
+    ``terms`` is the person's proffer (docs/terms.md); a vendor answers it after
+    ``connect.accept`` with ``terms.accept``, or refuses with ``connect.reject``.
+    """
 
     TYPE: ClassVar[str] = "connect.request"
     name: ShortStr
@@ -256,6 +274,15 @@ class ConnectRequest(Body, frozen=True, kw_only=True):
     endpoints: Endpoints = []
     token: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     note: ShortStr | None = None
+    # UNSET, not []: absent terms leave the encoding of older requests unchanged.
+    terms: Annotated[list[TermRef], msgspec.Meta(max_length=MAX_TERMS)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+
+    @property
+    def proffer(self) -> list[TermRef]:
+        """The proffered terms (none when the field is absent)."""
+        return [] if isinstance(self.terms, msgspec.UnsetType) else self.terms
 
 
 @register
