@@ -4,6 +4,7 @@ Rule: nothing here imports asyncio, aiohttp, aiosqlite, zeroconf or dns, reads t
 clock or draws randomness on its own; ``now`` and ``rng`` are passed in.
 """
 
+from vrm.protocol import grants as _grants  # noqa: F401  (registers grant.*, terms.*)
 from vrm.protocol.envelope import (
     CLOCK_SKEW_S,
     MAX_ENVELOPE_BYTES,
