@@ -3,12 +3,15 @@
 For each envelope: open (limits, decrypt, verify, time), admit (relationship and
 channel rules, rate limit), de-duplicate and commit, then acknowledge. The size
 limit is checked from Content-Length before the body is read; nothing is
-acknowledged before it is committed.
+acknowledged before it is committed. Per-source-address limits (vrm.node.limits)
+come before reading the body, and again, by envelope count, before any crypto.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -21,10 +24,12 @@ from vrm.errors import (
     RateLimited,
     Replayed,
     TooLarge,
+    TooSlow,
     VrmError,
 )
 from vrm.node.book import RelationshipBook
 from vrm.node.committer import GroupCommitter
+from vrm.node.limits import AddressLimiter, PeerLimits, source_key
 from vrm.protocol.envelope import (
     CLOCK_SKEW_S,
     Opened,
@@ -84,6 +89,8 @@ class Inbox:
         handler_for: Callable[[str], Handler | None],
         on_delivered: Delivered,
         on_error: Callable[[str], None],
+        limits: PeerLimits | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
         personas: Callable[[bytes], Persona | None] | None = None,
     ) -> None:
         self._me = identity
@@ -95,6 +102,17 @@ class Inbox:
         self._on_delivered = on_delivered
         self._on_error = on_error
         self._buckets: dict[str, TokenBucket] = {}
+        self.limits = lim = limits or PeerLimits()
+        self._monotonic = monotonic
+        self._requests = AddressLimiter(
+            lim.requests_per_s, lim.request_burst, max_tracked=lim.max_tracked
+        )
+        self._envelopes = AddressLimiter(
+            lim.envelopes_per_s, lim.envelope_burst, max_tracked=lim.max_tracked
+        )
+        self._strangers = AddressLimiter(
+            lim.strangers_per_min / 60.0, lim.strangers_per_min, max_tracked=lim.max_tracked
+        )
         self.committer: GroupCommitter[Inbound, bool] = GroupCommitter(store.commit_inbound)
         self.stats = InboxStats()
 
@@ -103,17 +121,23 @@ class Inbox:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.stats.requests += 1
+        source = source_key(request.remote)
         try:
+            if not self._requests.take(source, self._monotonic()):
+                raise RateLimited("too many requests from this address; retry later")
             envelopes = await self._read(request)
+            if not self._envelopes.take(source, self._monotonic(), len(envelopes)):
+                raise RateLimited("too many envelopes from this address; retry later")
         except ProtocolError as exc:
             self.stats.refused += 1
             self._on_error(f"inbox: {exc.code}: {exc.message}")
-            status = 413 if isinstance(exc, TooLarge) else 400
             ack = Ack(ok=False, code=exc.code, error=exc.message)
             return web.Response(
-                status=status, body=msgspec.json.encode(ack), content_type="application/json"
+                status=_STATUS.get(type(exc), 400),
+                body=msgspec.json.encode(ack),
+                content_type="application/json",
             )
-        acks = await self.receive(envelopes)
+        acks = await self.receive(envelopes, source=source)
         return web.Response(body=encode_acks(acks), content_type="application/json")
 
     async def _read(self, request: web.Request) -> list[bytes]:
@@ -122,7 +146,13 @@ class Inbox:
             raise Malformed("Content-Length is required")
         if length > MAX_BATCH_BYTES:
             raise TooLarge(f"body of {length} bytes refused (max {MAX_BATCH_BYTES})")
-        body = await request.content.readexactly(length) if length else b""
+        try:
+            async with asyncio.timeout(self.limits.body_timeout_s):
+                body = await request.content.readexactly(length) if length else b""
+        except TimeoutError:
+            raise TooSlow(
+                f"body of {length} bytes not received within {self.limits.body_timeout_s:g} s"
+            ) from None
         ctype = request.content_type
         if ctype == BATCH_CONTENT_TYPE:
             return decode_batch(body)
@@ -130,8 +160,12 @@ class Inbox:
             return [body]
         raise Malformed(f"content type must be {BATCH_CONTENT_TYPE} or {ENVELOPE_CONTENT_TYPE}")
 
-    async def receive(self, envelopes: list[bytes]) -> list[Ack]:
-        """Process envelopes in order; return one ack each, committed before return."""
+    async def receive(self, envelopes: list[bytes], *, source: str = "local") -> list[Ack]:
+        """Process envelopes in order; return one ack each, committed before return.
+
+        ``source`` is the sender's address key (``limits.source_key``) for the limit on
+        connection requests from strangers.
+        """
         acks: list[Ack | None] = [None] * len(envelopes)
         ready: list[tuple[int, Opened, Inbound]] = []
         now = self._clock()
@@ -143,7 +177,7 @@ class Inbox:
                 msg_id = opened.message.id
                 msg_type = opened.message.type
                 if persona is None:
-                    await self._admit(opened, now)
+                    await self._admit(opened, now, source)
                 else:
                     await persona.admit(opened)
                 handler = self._handler_for(msg_type)
@@ -177,10 +211,12 @@ class Inbox:
             return None
         return self._personas(key)
 
-    async def _admit(self, opened: Opened, now: float) -> None:
+    async def _admit(self, opened: Opened, now: float, source: str) -> None:
         rel = await self._book.get(opened.sender)
         msg_type = opened.message.type
         admit(rel.state if rel else None, rel.channel if rel else None, msg_type)
+        if rel is None and not self._strangers.take(source, self._monotonic()):
+            raise RateLimited("too many connection requests from this address; retry later")
         if rel is None or msg_type in CONTROL_TYPES:
             return
         bucket = self._buckets.get(rel.did)
@@ -202,6 +238,10 @@ class Inbox:
         self.stats.refused += 1
         self._on_error(f"inbox: {exc.code}: {exc.message}")
         return Ack(ok=False, id=msg_id, code=exc.code, error=exc.message[:1024])
+
+
+#: HTTP status of a request refused as a whole (its single ack carries the code).
+_STATUS: dict[type[ProtocolError], int] = {TooLarge: 413, RateLimited: 429, TooSlow: 408}
 
 
 def _inbound(opened: Opened, now: float) -> Inbound:

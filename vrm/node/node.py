@@ -28,6 +28,7 @@ from vrm.node.connections import Connections
 from vrm.node.events import EventBus
 from vrm.node.home import Home, RuntimeInfo
 from vrm.node.inbox import Inbox, Persona
+from vrm.node.limits import PeerLimits
 from vrm.node.messenger import Messenger, Outgoing
 from vrm.node.outbox import Outbox
 from vrm.node.service import Handler, Service, ServiceFactory
@@ -81,6 +82,7 @@ class Node:
         home: Home | None = None,
         retry_base_s: float = 0.5,
         services: Sequence[ServiceFactory] | None = None,
+        limits: PeerLimits | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -124,6 +126,7 @@ class Node:
             on_delivered=self._on_delivered,
             on_error=self._record_error,
             personas=self.personas.get,
+            limits=limits,
         )
         self._errors: list[str] = []
         # Control messages run the relationship itself; services add their own types.
@@ -184,7 +187,15 @@ class Node:
         from vrm.node.admin import admin_app  # here to keep the import graph one-way
 
         self._peer_port = await self._serve(
-            self._peer_app(), self.config.listen_host, self.config.listen_port, self._tls()
+            self._peer_app(),
+            self.config.listen_host,
+            self.config.listen_port,
+            self._tls(),
+            # aiohttp closes a connection whose request head has not arrived when this
+            # runs out (and idle kept-alive ones): the slowloris guard for headers. A
+            # body that stops coming is cut by the inbox; linger only briefly after.
+            keepalive_timeout=self.inbox.limits.header_timeout_s,
+            lingering_time=1.0,
         )
         self._admin_port = await self._serve(
             admin_app(self, self._admin_token), "127.0.0.1", self.config.admin_port
@@ -260,10 +271,17 @@ class Node:
         return task
 
     async def _serve(
-        self, app: web.Application, host: str, port: int, ssl: SSLContext | None = None
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        ssl: SSLContext | None = None,
+        **server_kw: Any,
     ) -> int:
         # A short shutdown grace: open event streams must not hold `vrm serve` for 60 s.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0, **server_kw
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl)
         try:

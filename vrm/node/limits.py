@@ -1,0 +1,98 @@
+"""Peer endpoint limits per source address, checked before a body is read or opened.
+
+The per-peer (per-relationship) rate lives in the channel; these limits come first,
+because a stranger's junk costs crypto before the sender is even known. No I/O here:
+callers pass ``now`` from a monotonic clock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from dataclasses import dataclass
+
+__all__ = ["AddressLimiter", "PeerLimits", "source_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLimits:
+    """How much one source address may ask of the peer endpoint, and how slowly."""
+
+    requests_per_s: float = 100.0
+    """Sustained inbox requests per source address. An outbox lane keeps one request in
+    flight per peer, so even a busy peer on loopback stays well below this."""
+    request_burst: int = 400
+    """Requests an address may make at once after being quiet."""
+    envelopes_per_s: float = 2_000.0
+    """Sustained envelopes per source address: each costs an X25519 open before the
+    sender is known, so this caps the crypto a stranger can buy."""
+    envelope_burst: int = 8_192
+    """Envelopes at once: 32 full batches, a backlog drains without waiting."""
+    strangers_per_min: float = 30.0
+    """Connection requests from unknown senders per source address and minute: each
+    one stores a pending request, so this bounds what a stranger can make us store."""
+    header_timeout_s: float = 20.0
+    """A connection must finish its request line and headers within this (and idle
+    kept-alive connections close after it): Apache's mod_reqtimeout default."""
+    body_timeout_s: float = 30.0
+    """The body must arrive within this; the sender's own request timeout is 30 s,
+    so a slower body would be abandoned by an honest sender anyway."""
+    max_tracked: int = 65_536
+    """Source addresses remembered; the least recently seen are forgotten past this."""
+
+
+def source_key(remote: str | None) -> str:
+    """The unit a limit applies to: an IPv4 address, or an IPv6 /64 (one subscriber)."""
+    if not remote:
+        return "unknown"
+    try:
+        addr = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
+
+
+class _Bucket:
+    __slots__ = ("tokens", "updated")
+
+    def __init__(self, tokens: float, updated: float) -> None:
+        self.tokens = tokens
+        self.updated = updated
+
+
+class AddressLimiter:
+    """Token buckets keyed by source; ``take`` says whether ``n`` units may pass now."""
+
+    def __init__(self, rate_per_s: float, burst: float, *, max_tracked: int = 65_536) -> None:
+        self.rate = rate_per_s
+        self.burst = float(burst)
+        self._max = max_tracked
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        #: units refused so far (for statistics and tests)
+        self.refused = 0
+
+    def take(self, key: str, now: float, n: int = 1) -> bool:
+        if self.rate <= 0:
+            return True
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(self.burst, now)
+            if len(self._buckets) > self._max:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+            elapsed = max(0.0, now - bucket.updated)
+            bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
+            bucket.updated = now
+        if bucket.tokens >= n:
+            bucket.tokens -= n
+            return True
+        self.refused += 1
+        return False
+
+    def __len__(self) -> int:
+        return len(self._buckets)
