@@ -18,6 +18,9 @@ INBOX_PATH = "/vrm/v1/inbox"
 #: A peer that cannot answer a 4 MiB batch in 30 s is treated as down and retried.
 REQUEST_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5.0
+#: Idle pooled connections are dropped after this: below the receiver's 20 s idle
+#: cutoff (limits.PeerLimits.header_timeout_s), so we never reuse one it is closing.
+KEEPALIVE_S = 15.0
 #: Largest ack body we read; MAX_BATCH acks with 1 KiB errors fit well under it.
 MAX_REPLY_BYTES = 1024 * 1024
 
@@ -38,7 +41,7 @@ class Transport:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
-            limit=256, limit_per_host=4, keepalive_timeout=60, ssl=self._ssl
+            limit=256, limit_per_host=4, keepalive_timeout=KEEPALIVE_S, ssl=self._ssl
         )
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S)
         self._session = aiohttp.ClientSession(
