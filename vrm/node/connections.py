@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import msgspec
 
 from vrm.errors import Conflict, InvalidInput
 from vrm.node.book import RelationshipBook
@@ -18,11 +21,17 @@ from vrm.node.messenger import Messenger, Outgoing
 from vrm.protocol.envelope import Opened
 from vrm.protocol.identity import Identity
 from vrm.protocol.invitation import Invitation, parse_invitation
-from vrm.protocol.messages import ConnectAccept, ConnectReject, ConnectRequest, EndpointUpdate
+from vrm.protocol.messages import (
+    ConnectAccept,
+    ConnectReject,
+    ConnectRequest,
+    EndpointUpdate,
+    TermRef,
+)
 from vrm.protocol.relationship import Event, RelState
 from vrm.storage.base import Relationship, Store
 
-__all__ = ["Connections"]
+__all__ = ["ConnectHook", "Connections"]
 
 log = logging.getLogger("vrm.connections")
 
@@ -33,6 +42,30 @@ DEFAULT_INVITATION_TTL_S = 24 * 3600
 #: string handed out could never be used.
 MAX_INVITATION_USES = 1_000_000
 MAX_INVITATION_TTL_S = 10 * 366 * 24 * 3600
+
+
+class ConnectHook(Protocol):
+    """A feature's say in forming relationships (the data service: personal terms)."""
+
+    async def outgoing_terms(self, did: str, role: str) -> list[TermRef]:
+        """Terms to proffer in our ``connect.request`` to ``did``."""
+        ...
+
+    async def wait_answer(self, rel: Relationship) -> Relationship:
+        """After our request is queued: wait for the answer if it matters, or return."""
+        ...
+
+    async def refuse_request(self, peer: str, body: ConnectRequest) -> str | None:
+        """A reason to reject their request (sent to them), or None to go on."""
+        ...
+
+    async def accepted(self, rel: Relationship) -> None:
+        """We accepted their request (``connect.accept`` is queued)."""
+        ...
+
+    async def answered(self, peer: str, accepted: bool, reason: str) -> None:
+        """They answered our request."""
+        ...
 
 
 class Connections:
@@ -56,6 +89,8 @@ class Connections:
         self._endpoints = endpoints
         self._clock = clock
         self._notify = notify
+        #: set by a feature service (vrm.node.data) to take part in connecting
+        self.hook: ConnectHook | None = None
 
     async def invite(self, *, uses: int = 1, ttl_s: float = DEFAULT_INVITATION_TTL_S) -> str:
         if uses < 1 or ttl_s <= 0:
@@ -108,15 +143,18 @@ class Connections:
         rel = await self._book.apply(
             did, Event.SEND_REQUEST, name=name, role=role, endpoints=endpoints
         )
+        terms = await self.hook.outgoing_terms(did, role) if self.hook else []
         body = ConnectRequest(
             name=self._cfg.name,
             role=self._cfg.role,  # type: ignore[arg-type]
             endpoints=list(self._endpoints()),
             token=token,
             note=note,
+            terms=terms or msgspec.UNSET,
         )
         item = await self._messenger.send(Outgoing(did, body))
-        return await self._book.update(rel, request_id=item.id)
+        rel = await self._book.update(rel, request_id=item.id)
+        return await self.hook.wait_answer(rel) if self.hook else rel
 
     async def accept(self, request_id: str) -> Relationship:
         rel = await self._book.by_request(request_id)
@@ -139,6 +177,8 @@ class Connections:
             endpoints=list(self._endpoints()),
         )
         await self._messenger.send(Outgoing(rel.did, body, thid=request_id))
+        if self.hook:
+            await self.hook.accepted(rel)
         return rel
 
     async def announce_endpoints(self) -> int:
@@ -164,9 +204,13 @@ class Connections:
                 request_id=None,
             )
             self._notify({"event": "connected", "peer": opened.sender, "name": body.name})
+            if self.hook:
+                await self.hook.answered(opened.sender, True, "")
         elif isinstance(body, ConnectReject):
             await self._book.apply(opened.sender, Event.RECEIVE_REJECT, request_id=None)
             self._notify({"event": "rejected", "peer": opened.sender, "reason": body.reason})
+            if self.hook:
+                await self.hook.answered(opened.sender, False, body.reason)
         elif isinstance(body, EndpointUpdate):
             rel = await self._book.get(opened.sender)
             if rel is not None:
@@ -189,6 +233,11 @@ class Connections:
             request_id=msg_id,
             note=body.note,
         )
+        reason = await self.hook.refuse_request(peer, body) if self.hook else None
+        if reason:
+            await self.reject(msg_id, reason)
+            self._notify({"event": "refused", "peer": peer, "name": body.name, "reason": reason})
+            return
         if asked_them or await self._policy_accepts(body):
             await self._accept(rel, msg_id)
             self._notify({"event": "connected", "peer": peer, "name": body.name})
