@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from vrm.node import Node, NodeConfig
+from vrm.node.config import AcceptPolicy
 from vrm.protocol.identity import Identity
 from vrm.protocol.relationship import RelState
 from vrm.storage import Relationship, SqliteStore
@@ -76,7 +77,7 @@ class NodeFactory:
         name: str = "alice",
         role: str = "person",
         *,
-        accept: str | None = None,
+        accept: AcceptPolicy | None = None,
         port: int = 0,
         identity: Identity | None = None,
         clock: Callable[[], float] = time.time,
@@ -89,7 +90,7 @@ class NodeFactory:
             role=role,
             listen_port=port,
             admin_port=0,
-            accept_policy=accept,  # type: ignore[arg-type]
+            accept_policy=accept,
         )
         db = self._dir / f"{self._count:02d}-{name}.db"
         node = Node(
