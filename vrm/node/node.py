@@ -149,6 +149,7 @@ class Node:
         self._stopping = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._started_at = 0.0
+        self._wrote_runtime = False
         self.ready_s = 0.0
 
     @classmethod
@@ -212,6 +213,7 @@ class Node:
                     did=str(self.identity.did),
                 )
             )
+            self._wrote_runtime = True
         self.ready_s = time.perf_counter() - t0
         log.info("node %s ready (%d queued resumed)", self.identity.did, resumed)
 
@@ -228,8 +230,11 @@ class Node:
             self._supervisor = None
         await self.transport.close()
         await self.store.close()
-        if self.home is not None:
+        # Only our own node.json: a start that failed (say, a second `vrm serve` on a
+        # running home) must not delete the running node's.
+        if self.home is not None and self._wrote_runtime:
             self.home.clear_runtime()
+            self._wrote_runtime = False
 
     async def __aenter__(self) -> Node:
         await self.start()
