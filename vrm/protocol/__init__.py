@@ -5,6 +5,7 @@ clock or draws randomness on its own; ``now`` and ``rng`` are passed in.
 """
 
 from vrm.protocol import grants as _grants  # noqa: F401  (registers grant.*, terms.*)
+from vrm.protocol import intents as _intents  # noqa: F401  (registers intent.*, offer.*, order.*)
 from vrm.protocol.envelope import (
     CLOCK_SKEW_S,
     MAX_ENVELOPE_BYTES,
