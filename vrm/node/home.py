@@ -1,8 +1,9 @@
 """The node home directory: config, key and token files, database, runtime info.
 
 Layout: ``config.toml``, ``key.json`` (0600), ``admin.token`` (0600), ``vrm.db``,
-``node.json`` (0600, written while the node runs). The directory is 0700. Secret
-files readable by others make loading fail rather than run exposed.
+``node.json`` (0600, written while the node runs), ``node.lock`` (locked while a node
+runs, so two cannot share a home). The directory is 0700. Secret files readable by
+others make loading fail rather than run exposed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +22,17 @@ from vrm.node.config import NodeConfig, render_config
 from vrm.protocol.identity import Identity
 from vrm.protocol.keyfile import decode_keyfile, encode_keyfile
 
-__all__ = ["Home", "RuntimeInfo", "default_home"]
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = ["Home", "HomeLock", "RuntimeInfo", "default_home"]
 
 CONFIG = "config.toml"
 KEY = "key.json"
 TOKEN = "admin.token"
 DATABASE = "vrm.db"
 RUNTIME = "node.json"
+LOCK = "node.lock"
 
 
 def default_home() -> Path:
@@ -129,6 +135,34 @@ class Home:
 
     def clear_runtime(self) -> None:
         (self.path / RUNTIME).unlink(missing_ok=True)
+
+    def lock(self) -> HomeLock:
+        """Lock the home for one running node; ``Conflict`` if another node holds it.
+
+        The kernel drops the lock when the process ends, even on kill -9.
+        """
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        if sys.platform != "win32":
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                runtime = self.read_runtime()
+                where = f" (pid {runtime.pid}, admin {runtime.admin_url})" if runtime else ""
+                raise Conflict(f"a node already runs in {self.path}{where}") from None
+        return HomeLock(fd)
+
+
+class HomeLock:
+    """The lock a running node holds on its home; ``release`` unlocks it."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = -1
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -26,7 +26,7 @@ from vrm.node.book import RelationshipBook
 from vrm.node.config import NodeConfig
 from vrm.node.connections import Connections
 from vrm.node.events import EventBus
-from vrm.node.home import Home, RuntimeInfo
+from vrm.node.home import Home, HomeLock, RuntimeInfo
 from vrm.node.inbox import Inbox, Persona
 from vrm.node.limits import PeerLimits
 from vrm.node.messenger import Messenger, Outgoing
@@ -150,6 +150,7 @@ class Node:
         self._stop_requested = asyncio.Event()
         self._started_at = 0.0
         self._wrote_runtime = False
+        self._home_lock: HomeLock | None = None
         self.ready_s = 0.0
 
     @classmethod
@@ -179,6 +180,8 @@ class Node:
     async def _start(self) -> None:
         t0 = time.perf_counter()
         self._started_at = self.clock()
+        if self.home is not None:
+            self._home_lock = self.home.lock()
         await self.store.open()
         await self._check_identity()
         await self.transport.start()
@@ -235,6 +238,9 @@ class Node:
         if self.home is not None and self._wrote_runtime:
             self.home.clear_runtime()
             self._wrote_runtime = False
+        if self._home_lock is not None:
+            self._home_lock.release()
+            self._home_lock = None
 
     async def __aenter__(self) -> Node:
         await self.start()
