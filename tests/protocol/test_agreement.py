@@ -247,3 +247,14 @@ def test_any_flipped_byte_fails_verification(i: int, mask: int) -> None:
     if report.ok:
         # only a change JSON ignores can pass: whitespace for whitespace
         assert json.loads(tampered) == json.loads(ENCODED)
+
+
+def test_parties_may_be_given_as_did_objects() -> None:
+    parties = [
+        Party(did=ALICE.did, role="person", name="Alice"),
+        Party(did=BOB.did, role="vendor", name="Bob"),
+    ]
+    a = sign_agreement(
+        sign_agreement(propose("terms", parties, {}, now=NOW, rng=fixed_rng()), ALICE), BOB
+    )
+    assert verify_agreement(encode_agreement(a)).ok

@@ -23,6 +23,7 @@ from vrm.protocol.messages import (
     DidStr,
     ShortStr,
     Timestamp,
+    enc_hook,
     encode_canonical,
 )
 
@@ -124,6 +125,11 @@ class Agreement(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         return self.signed_by == {p.did for p in self.parties}
 
 
+def _builtins(obj: object) -> Any:
+    # Did is a str subclass; plain JSON types are what gets hashed and signed.
+    return msgspec.to_builtins(obj, enc_hook=enc_hook)
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -133,7 +139,7 @@ def _head_dict(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _head_bytes(agreement: Agreement) -> bytes:
-    return encode_canonical(_head_dict(msgspec.to_builtins(agreement)))
+    return encode_canonical(_head_dict(_builtins(agreement)))
 
 
 def _entry_body_bytes(entry: Mapping[str, Any]) -> bytes:
@@ -195,7 +201,7 @@ def propose(
                 "v": AGREEMENT_VERSION,
                 "id": rng(16).hex(),
                 "kind": kind,
-                "parties": [msgspec.to_builtins(p) for p in parties],
+                "parties": [_builtins(p) for p in parties],
                 "content": dict(content),
                 "created": int(now),
             },
@@ -282,7 +288,7 @@ def append_entry(agreement: Agreement, entry: Entry) -> Agreement:
         _check_json(entry.data, "entry data")
     except InvalidInput as exc:
         raise Malformed(exc.message) from exc
-    _verify_hex(entry.by, ENTRY_CONTEXT + _entry_body_bytes(msgspec.to_builtins(entry)), entry.sig)
+    _verify_hex(entry.by, ENTRY_CONTEXT + _entry_body_bytes(_builtins(entry)), entry.sig)
     heads = _heads(agreement)
     seq, prev = heads.get(entry.by, (0, agreement_hash(agreement)))
     if entry.seq != seq + 1 or entry.prev != prev:
@@ -452,7 +458,7 @@ class _Verifier:
                 self.passed.append(f"{label}: signature and links are valid")
 
     def _entry_sig(self, where: str, label: str, e: Entry) -> bool:
-        data = ENTRY_CONTEXT + _entry_body_bytes(msgspec.to_builtins(e))
+        data = ENTRY_CONTEXT + _entry_body_bytes(_builtins(e))
         try:
             _verify_hex(e.by, data, e.sig)
             return True
