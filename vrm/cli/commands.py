@@ -9,9 +9,11 @@ import click
 
 from vrm.cli import render
 from vrm.cli.client import AdminClient
+from vrm.cli.discovery import connect_target, wait_connected
 from vrm.cli.main import cli, common
 from vrm.cli.params import DURATION
 from vrm.node.home import Home
+from vrm.protocol.invitation import INVITATION_PREFIX
 
 __all__: list[str] = []
 
@@ -45,14 +47,44 @@ def invite(home: Home, as_json: bool, uses: int, expires: int, no_qr: bool) -> N
 
 
 @cli.command()
-@click.argument("invitation")
+@click.argument("target", metavar="INVITATION|PEER|DOMAIN")
 @click.option("--note", default=None, help="A note for the peer's owner.")
+@click.option(
+    "--resolver",
+    default=None,
+    metavar="HOST:PORT",
+    help="DNS server for a DOMAIN (default: [dns] resolver, else the system's).",
+)
+@click.option(
+    "--wait", "wait_s", type=DURATION, default=None, help="Wait up to this long for the answer."
+)
 @common
-def connect(home: Home, as_json: bool, invitation: str, note: str | None) -> None:
-    """Ask a peer for a relationship, from their INVITATION string."""
-    rel = AdminClient(home).post("/api/v1/connect", {"invitation": invitation, "note": note})
+def connect(
+    home: Home,
+    as_json: bool,
+    target: str,
+    note: str | None,
+    resolver: str | None,
+    wait_s: int | None,
+) -> None:
+    """Ask a peer for a relationship: by INVITATION string, by PEER name or did seen
+    on the LAN (`vrm peers`), or by DOMAIN published in DNS (`vrm dns-record`).
+
+    A name with a dot in it is a domain. Without an invitation, the endpoint must first
+    prove that it holds the peer's key (else: identity_not_proven), and a person's node
+    asks its owner before accepting.
+    """
+    client = AdminClient(home)
+    if target.strip().startswith(INVITATION_PREFIX):
+        rel = client.post("/api/v1/connect", {"invitation": target, "note": note})
+    else:
+        rel = connect_target(client, target, resolver=resolver, note=note)
+    if wait_s:
+        rel = {**rel, **wait_connected(client, rel["did"], wait_s)}
     if as_json:
         render.emit_json(rel)
+    elif rel.get("discovery", {}).get("already"):
+        render.console.print(f"Already connected to [bold]{rel['name']}[/] ({rel['did']})")
     else:
         render.console.print(
             f"Connection request sent to [bold]{rel['name']}[/] ({rel['did']}): {rel['state']}"

@@ -142,6 +142,9 @@ class Node:
                 self._handlers[msg_type] = handler
         self._runners: list[web.AppRunner] = []
         self._peer_port = 0
+        #: this machine's LAN addresses, for endpoints when listening on all interfaces
+        #: (set by discovery; empty means 127.0.0.1)
+        self.host_addresses: tuple[str, ...] = ()
         self._admin_port = 0
         self._tg: asyncio.TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -322,6 +325,10 @@ class Node:
         # client_max_size backs up the inbox's own Content-Length check.
         app = web.Application(client_max_size=MAX_BATCH_BYTES)
         app.add_routes(self.inbox.routes())
+        for svc in self.services:
+            # A service may serve unauthenticated peer routes too (discovery's whoami).
+            if (peer_routes := getattr(svc, "peer_routes", None)) is not None:
+                app.add_routes(peer_routes())
         return app
 
     async def _check_identity(self) -> None:
@@ -341,11 +348,18 @@ class Node:
     def endpoints(self) -> Sequence[str]:
         if self.config.public_urls:
             return self.config.public_urls
-        host = self.config.listen_host
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
+        hosts: Sequence[str] = (self.config.listen_host,)
+        if self.config.listen_host in ("0.0.0.0", "::", ""):
+            hosts = self.host_addresses or ("127.0.0.1",)
         scheme = "https" if self.config.tls_cert else "http"
-        return (f"{scheme}://{host}:{self._peer_port}",)
+        return tuple(
+            f"{scheme}://{f'[{h}]' if ':' in h else h}:{self._peer_port}" for h in hosts
+        )
+
+    @property
+    def peer_port(self) -> int:
+        """The port the peer endpoint listens on (known once started)."""
+        return self._peer_port
 
     @property
     def admin_url(self) -> str:
@@ -479,7 +493,9 @@ class Node:
 
 def default_services() -> list[ServiceFactory]:
     """The feature services every node runs (profile, intents, discovery, ...)."""
-    return []
+    from vrm.node.discovery import discovery_service
+
+    return [discovery_service]
 
 
 def open_node(path: Path, **kw: Any) -> Node:

@@ -1,0 +1,481 @@
+"""Discovery records (docs/protocol.md §10): the LAN advert's DNS-SD TXT keys, the
+``_vrm.<domain>`` TXT and SRV records, and the ``whoami`` proof that an endpoint holds
+a did's key. Pure: strings and bytes in and out; no sockets, zeroconf or dns here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import msgspec
+
+from vrm.errors import (
+    BadSignature,
+    ConflictingRecords,
+    IdentityNotProven,
+    InvalidDid,
+    InvalidInput,
+    Malformed,
+    MalformedRecord,
+    NoRecord,
+    UnsupportedVersion,
+)
+from vrm.protocol.crypto import verify
+from vrm.protocol.identity import Did, Identity
+from vrm.protocol.messages import Endpoints, Role, ShortStr, encode_canonical
+
+__all__ = [
+    "DNS_RECORD_VERSION",
+    "LAN_TXT_VERSION",
+    "MAX_ENDPOINTS",
+    "MAX_WHOAMI_BYTES",
+    "NONCE_HEX_CHARS",
+    "SERVICE_TYPE",
+    "WHOAMI_CONTEXT",
+    "WHOAMI_PATH",
+    "Advert",
+    "DomainRecord",
+    "Whoami",
+    "ZoneRecord",
+    "encode_lan_txt",
+    "encode_record_text",
+    "host_label",
+    "instance_label",
+    "looks_like_domain",
+    "normalize_domain",
+    "parse_lan_txt",
+    "parse_nonce",
+    "parse_records",
+    "record_name",
+    "render_zone",
+    "sign_whoami",
+    "srv_name",
+    "srv_target",
+    "txt_strings",
+    "verify_whoami",
+    "zone_records",
+]
+
+#: DNS-SD service type of a vrm node's peer endpoint (RFC 6763 §7).
+SERVICE_TYPE = "_vrm._tcp.local."
+#: ``v`` of the LAN advert's TXT record.
+LAN_TXT_VERSION = "1"
+#: ``v`` of the ``_vrm.<domain>`` TXT record; it also marks a TXT string as ours.
+DNS_RECORD_VERSION = "vrm1"
+#: RFC 1035 §3.3: one <character-string> of a TXT record holds at most 255 bytes.
+MAX_TXT_STRING = 255
+#: RFC 1035 §2.3.4: 63 bytes per label, 253 characters per name (no trailing dot).
+MAX_LABEL = 63
+MAX_NAME = 253
+#: The longest endpoint URL, as in messages (`Endpoint`).
+MAX_ENDPOINT_CHARS = 512
+#: A record set bigger than this is hostile or broken; refused before parsing.
+MAX_DNS_RECORDS = 32
+#: As many endpoints as a message may carry.
+MAX_ENDPOINTS = 8
+#: Longest display name in an advert; RFC 6763 §6.1 wants TXT strings short.
+MAX_ADVERT_NAME_BYTES = 200
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_TXT_KEY = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+# -- the LAN advert (DNS-SD over mDNS) -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Advert:
+    """What a node says about itself in its DNS-SD TXT record; a hint, never proof."""
+
+    did: Did
+    role: str
+    name: str
+    categories: tuple[str, ...] = ()
+
+
+def encode_lan_txt(advert: Advert) -> dict[str, str]:
+    """TXT keys for ``advert``: ``v``, ``id``, ``role``, ``name`` and, for vendors, ``cat``.
+
+    The name is cut to ``MAX_ADVERT_NAME_BYTES`` and the category list to what fits in one
+    255-byte TXT string (RFC 6763 §6.1); categories holding a comma are left out.
+    """
+    txt = {
+        "v": LAN_TXT_VERSION,
+        "id": str(advert.did),
+        "role": advert.role,
+        "name": _cut_utf8(advert.name, MAX_ADVERT_NAME_BYTES),
+    }
+    if advert.role == "vendor" and advert.categories:
+        room = MAX_TXT_STRING - len("cat=")
+        kept: list[str] = []
+        for cat in (c.strip() for c in advert.categories):
+            if cat and "," not in cat and len(",".join([*kept, cat]).encode()) <= room:
+                kept.append(cat)
+        if kept:
+            txt["cat"] = ",".join(kept)
+    return txt
+
+
+def parse_lan_txt(properties: Mapping[bytes, bytes | None]) -> Advert:
+    """Parse a DNS-SD TXT record (as zeroconf decodes it) into an ``Advert``.
+
+    Raises ``UnsupportedVersion`` for another ``v`` and ``MalformedRecord`` for anything
+    else that is wrong. Keys are case-insensitive (RFC 6763 §6.4); unknown keys are ignored.
+    """
+    txt: dict[str, str] = {}
+    for raw_key, raw_value in properties.items():
+        try:
+            key = raw_key.decode("ascii").lower()
+            value = (raw_value or b"").decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedRecord("advert TXT is not valid ASCII keys / UTF-8 values") from exc
+        txt[key] = value
+    if "v" not in txt:
+        raise MalformedRecord("advert has no v= key")
+    if txt["v"] != LAN_TXT_VERSION:
+        raise UnsupportedVersion(f"advert version {txt['v']!r} (we speak {LAN_TXT_VERSION})")
+    did = _did(txt.get("id"), "advert")
+    role = txt.get("role", "")
+    if role not in ("person", "vendor"):
+        raise MalformedRecord(f"advert role must be person or vendor, not {role[:20]!r}")
+    cats = tuple(c.strip() for c in txt.get("cat", "").split(",") if c.strip())
+    name = txt.get("name", "").strip()[:256] or did.short()
+    return Advert(did=did, role=role, name=name, categories=cats)
+
+
+def instance_label(name: str, did: str) -> str:
+    """The DNS-SD instance name: the display name plus a did suffix, one ≤63-byte label.
+
+    Dots would split the label on the wire, so they become spaces; the suffix makes two
+    nodes with the same display name distinct without a probe conflict.
+    """
+    suffix = f" [{did[-6:]}]"
+    base = " ".join(name.replace(".", " ").split()) or "vrm"
+    return _cut_utf8(base, MAX_LABEL - len(suffix)) + suffix
+
+
+def host_label(did: str) -> str:
+    """A host name for the advert's SRV target: ``vrm-`` + 12 hex digits of the did's hash."""
+    return "vrm-" + hashlib.sha256(did.encode()).hexdigest()[:12]
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    data = text.encode("utf-8")[:limit]
+    return data.decode("utf-8", errors="ignore")
+
+
+def _did(value: str | None, what: str) -> Did:
+    if not value:
+        raise MalformedRecord(f"{what} has no id=")
+    try:
+        return Did.parse(value)
+    except InvalidDid as exc:
+        raise MalformedRecord(f"{what} id= is not a did:key: {exc.message}") from exc
+
+
+# -- DNS names -------------------------------------------------------------------------
+
+
+def normalize_domain(text: str) -> str:
+    """Lower-case ASCII form of a domain (IDNA for non-ASCII), without the trailing dot.
+
+    Raises ``InvalidInput`` unless it is at least two LDH labels (RFC 1123 §2.1) and
+    short enough to take the ``_vrm._tcp.`` prefix.
+    """
+    name = text.strip().rstrip(".")
+    try:
+        name = name.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise InvalidInput(f"{text[:80]!r} is not a valid domain name") from exc
+    labels = name.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise InvalidInput(f"{text[:80]!r} is not a domain name like alice.example")
+    if len(name) + len("_vrm._tcp.") > MAX_NAME:
+        raise InvalidInput(f"domain {name[:40]}… is too long")
+    return name
+
+
+def looks_like_domain(text: str) -> bool:
+    """True if ``text`` would be taken as a domain by ``vrm connect`` (not a did or name)."""
+    if text.startswith("did:") or "." not in text:
+        return False
+    try:
+        normalize_domain(text)
+    except InvalidInput:
+        return False
+    return True
+
+
+def record_name(domain: str) -> str:
+    """The owner name of the TXT record: ``_vrm.<domain>``."""
+    return f"_vrm.{normalize_domain(domain)}"
+
+
+def srv_name(domain: str) -> str:
+    """The owner name of the SRV record: ``_vrm._tcp.<domain>`` (RFC 2782)."""
+    return f"_vrm._tcp.{normalize_domain(domain)}"
+
+
+# -- the _vrm.<domain> TXT record ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRecord:
+    """A domain's published node: its did and the endpoints to reach it."""
+
+    domain: str
+    did: Did
+    endpoints: tuple[str, ...]
+
+
+def encode_record_text(did: str, endpoint: str) -> str:
+    """The TXT text ``v=vrm1 id=<did> ep=<url>`` (one endpoint per record)."""
+    _check_endpoint(endpoint, InvalidInput)
+    return f"v={DNS_RECORD_VERSION} id={Did.parse(did)} ep={endpoint}"
+
+
+def txt_strings(text: str) -> list[bytes]:
+    """``text`` as TXT <character-string>s of at most 255 bytes (joined back without spaces)."""
+    data = text.encode("utf-8")
+    return [data[i : i + MAX_TXT_STRING] for i in range(0, len(data), MAX_TXT_STRING)] or [b""]
+
+
+def parse_records(domain: str, records: Iterable[Sequence[bytes]]) -> DomainRecord:
+    """Parse the TXT record set at ``_vrm.<domain>`` (each record a list of strings).
+
+    TXT records not starting with ``v=vrm`` are someone else's and are ignored. Several
+    ``v=vrm1`` records for one did give several endpoints; records for different dids are
+    ``ConflictingRecords``. No ``v=vrm1`` record at all is ``NoRecord`` (or
+    ``UnsupportedVersion`` if only other vrm versions are there).
+    """
+    records = list(records)
+    if len(records) > MAX_DNS_RECORDS:
+        raise MalformedRecord(
+            f"{len(records)} TXT records at _vrm.{domain} (max {MAX_DNS_RECORDS})"
+        )
+    found: dict[Did, list[str]] = {}
+    other_versions: list[str] = []
+    for strings in records:
+        try:
+            text = b"".join(strings).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedRecord(f"a TXT record at _vrm.{domain} is not UTF-8") from exc
+        tokens = text.split()
+        if not tokens or not tokens[0].startswith("v=vrm"):
+            continue
+        if tokens[0] != f"v={DNS_RECORD_VERSION}":
+            other_versions.append(tokens[0][2:])
+            continue
+        did, endpoint = _parse_record_tokens(tokens, domain)
+        found.setdefault(did, []).append(endpoint)
+    if len(found) > 1:
+        dids = ", ".join(sorted(found))
+        raise ConflictingRecords(f"_vrm.{domain} names {len(found)} different nodes: {dids}")
+    if not found:
+        if other_versions:
+            raise UnsupportedVersion(
+                f"_vrm.{domain} only has records of version {', '.join(sorted(other_versions))} "
+                f"(we speak {DNS_RECORD_VERSION})"
+            )
+        raise NoRecord(f"{domain} publishes no v={DNS_RECORD_VERSION} TXT record at _vrm.{domain}")
+    ((did, endpoints),) = found.items()
+    # DNS returns a record set in any order; https first, then a stable order.
+    ordered = sorted(set(endpoints), key=lambda u: (not u.startswith("https://"), u))
+    return DomainRecord(domain=domain, did=did, endpoints=tuple(ordered[:MAX_ENDPOINTS]))
+
+
+def _parse_record_tokens(tokens: list[str], domain: str) -> tuple[Did, str]:
+    fields: dict[str, str] = {}
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if not sep or not _TXT_KEY.match(key):
+            raise MalformedRecord(f"_vrm.{domain}: {token[:40]!r} is not key=value")
+        if key in fields:
+            raise MalformedRecord(f"_vrm.{domain}: {key}= appears twice")
+        fields[key] = value
+    did = _did(fields.get("id"), f"_vrm.{domain}")
+    endpoint = fields.get("ep")
+    if not endpoint:
+        raise MalformedRecord(f"_vrm.{domain} has no ep= (endpoint URL)")
+    _check_endpoint(endpoint, MalformedRecord)
+    return did, endpoint
+
+
+def _check_endpoint(url: str, error: type[Malformed] | type[InvalidInput]) -> None:
+    parts = urlsplit(url)
+    if (
+        len(url) > MAX_ENDPOINT_CHARS
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() or c == '"' for c in url)
+    ):
+        raise error(f"endpoint {url[:80]!r} is not an http(s) URL of at most 512 characters")
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a port out of range)
+    except ValueError as exc:
+        raise error(f"endpoint {url[:80]!r} has an invalid port") from exc
+
+
+# -- the optional SRV record and the zone-file text ------------------------------------
+
+
+def srv_target(endpoint: str) -> tuple[int, str] | None:
+    """(port, host) for an SRV record, or None where SRV cannot say it.
+
+    SRV (RFC 2782) names a host and a port only: the endpoint must have a DNS host name
+    (not an IP literal) and no path.
+    """
+    parts = urlsplit(endpoint)
+    host = parts.hostname
+    if not host or parts.path not in ("", "/") or parts.query:
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return port, host.rstrip(".") + "."
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneRecord:
+    """One resource record: owner name (absolute), TTL, type and RDATA text."""
+
+    name: str
+    ttl: int
+    type: str
+    rdata: str
+
+    def line(self) -> str:
+        return f"{self.name}\t{self.ttl}\tIN\t{self.type}\t{self.rdata}"
+
+
+def zone_records(
+    domain: str, did: str, endpoints: Sequence[str], *, ttl: int = 300
+) -> list[ZoneRecord]:
+    """The TXT record(s), one per endpoint, and SRV records where the endpoint allows."""
+    if not endpoints:
+        raise InvalidInput("a DNS record needs at least one endpoint URL")
+    if not 0 <= ttl <= 2**31 - 1:
+        raise InvalidInput(f"TTL must be 0..2147483647 seconds, not {ttl}")
+    out = []
+    for endpoint in endpoints:
+        strings = txt_strings(encode_record_text(did, endpoint))
+        rdata = " ".join('"' + _zone_escape(s.decode("utf-8", "ignore")) + '"' for s in strings)
+        out.append(ZoneRecord(record_name(domain) + ".", ttl, "TXT", rdata))
+    for priority, endpoint in enumerate(endpoints):
+        target = srv_target(endpoint)
+        if target is not None:
+            port, host = target
+            out.append(
+                ZoneRecord(srv_name(domain) + ".", ttl, "SRV", f"{priority * 10} 0 {port} {host}")
+            )
+    return out
+
+
+def _zone_escape(text: str) -> str:
+    # RFC 1035 §5.1: inside a quoted string, backslash and quote are escaped.
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def render_zone(domain: str, did: str, records: Sequence[ZoneRecord]) -> str:
+    """Zone-file text (RFC 1035 §5) for ``records``, with a comment saying what it is."""
+    head = f"; vrm discovery records for {normalize_domain(domain)} ({did})"
+    return "\n".join([head, *(r.line() for r in records)]) + "\n"
+
+
+# -- whoami: the endpoint proves it holds the did's key --------------------------------
+
+WHOAMI_PATH = "/vrm/v1/whoami"
+#: Domain separation: a whoami signature can never stand for a message or invitation.
+WHOAMI_CONTEXT = b"vrm/v1/whoami\x00"
+#: 256 random bits from the asker, as 64 lowercase hex digits.
+NONCE_HEX_CHARS = 64
+#: A whoami answer is a few hundred bytes; anything far bigger is refused unread.
+MAX_WHOAMI_BYTES = 8192
+_NONCE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Whoami(msgspec.Struct, frozen=True, kw_only=True):
+    """The signed statement: who answers at this endpoint, for the asker's nonce."""
+
+    v: int = 1
+    did: Annotated[str, msgspec.Meta(max_length=128)]
+    name: ShortStr
+    role: Role
+    endpoints: Endpoints
+    nonce: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class _Signed(msgspec.Struct, frozen=True, kw_only=True):
+    statement: Annotated[str, msgspec.Meta(max_length=MAX_WHOAMI_BYTES)]
+    signature: Annotated[str, msgspec.Meta(max_length=128)]
+
+
+def parse_nonce(text: str) -> str:
+    """Check a whoami nonce (64 lowercase hex digits) before any signing work."""
+    if not _NONCE.match(text):
+        raise Malformed(f"nonce must be {NONCE_HEX_CHARS} lowercase hex digits")
+    return text
+
+
+def sign_whoami(
+    me: Identity, *, name: str, role: str, endpoints: Sequence[str], nonce: str
+) -> bytes:
+    """The JSON answer to ``GET /vrm/v1/whoami?nonce=N``: statement and its signature."""
+    stmt = Whoami(
+        did=me.did,
+        name=name,
+        role=role,  # type: ignore[arg-type]
+        endpoints=list(endpoints)[:MAX_ENDPOINTS],
+        nonce=parse_nonce(nonce),
+    )
+    payload = encode_canonical(stmt)
+    sig = me.key.sign(WHOAMI_CONTEXT + payload)
+    return encode_canonical(
+        _Signed(statement=payload.decode(), signature=base64.urlsafe_b64encode(sig).decode())
+    )
+
+
+def verify_whoami(body: bytes, *, did: str, nonce: str, endpoint: str = "") -> Whoami:
+    """Check a whoami answer: signed by ``did``'s key, naming ``did``, for ``nonce``.
+
+    Every failure is ``IdentityNotProven``: whatever answered at ``endpoint`` has not
+    shown that it holds the key, so nothing it says may be pinned.
+    """
+    where = f" at {endpoint}" if endpoint else ""
+    if len(body) > MAX_WHOAMI_BYTES:
+        raise IdentityNotProven(f"the answer{where} to the identity challenge is too large")
+    try:
+        signed = msgspec.json.decode(body, type=_Signed)
+        payload = signed.statement.encode()
+        sig = base64.urlsafe_b64decode(signed.signature)
+        stmt = msgspec.json.decode(payload, type=Whoami)
+    except (msgspec.DecodeError, UnicodeError, RecursionError, binascii.Error, ValueError) as exc:
+        raise IdentityNotProven(
+            f"the answer{where} to the identity challenge is malformed"
+        ) from exc
+    if stmt.did != did:
+        raise IdentityNotProven(f"key mismatch: the node{where} is {stmt.did}, not {did}")
+    try:
+        key = Did.parse(did).public_key
+    except InvalidDid as exc:
+        raise IdentityNotProven(f"{did[:60]!r} is not a did:key to check against") from exc
+    try:
+        verify(key, WHOAMI_CONTEXT + payload, sig)
+    except BadSignature as exc:
+        raise IdentityNotProven(
+            f"key mismatch: the endpoint{where} did not prove it holds the key of {did}"
+        ) from exc
+    if stmt.nonce != nonce:
+        raise IdentityNotProven(f"the identity proof{where} answers another challenge (replayed)")
+    return stmt
