@@ -46,7 +46,8 @@ Values = Annotated[dict[Path, Any], msgspec.Meta(max_length=MAX_PATHS)]
 
 class _GrantBody(Body, frozen=True, kw_only=True):
     grant: GrantId
-    #: the log entry recording this event in the "terms" agreement, if there is one
+    #: the agreement whose log records this event, and the entry itself, if any
+    agreement: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$")] | None = None
     entry: Entry | None = None
 
 

@@ -1,0 +1,207 @@
+"""Personal terms while connecting: the person proffers, the vendor decides by policy,
+both sign the "terms" agreement and both store it (docs/terms.md, docs/data.md).
+
+``TermsFlow`` is the ``ConnectHook`` the data service installs in ``Connections``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from vrm.errors import BadSignature, InvalidInput, Refused
+from vrm.node.messenger import Outgoing
+from vrm.node.service import Handler
+from vrm.protocol.agreement import Party, countersign, propose, sign_agreement
+from vrm.protocol.envelope import Opened
+from vrm.protocol.grants import AgreementSign, TermsAccept, TermsProffer, TermsRefuse
+from vrm.protocol.messages import ConnectRequest, TermRef
+from vrm.protocol.relationship import Event, RelState
+from vrm.protocol.terms import check_terms_agreement, decide
+from vrm.storage.base import Relationship
+
+if TYPE_CHECKING:
+    from vrm.node.data import DataService
+
+__all__ = ["REQUIRED_TERMS_WAIT_S", "TermsFlow"]
+
+#: How long `vrm connect` waits for the vendor's answer when the person requires
+#: terms: a vendor on line answers in milliseconds; an offline one answers later,
+#: and the outcome then shows in `vrm relationships` and the event stream.
+REQUIRED_TERMS_WAIT_S = 10.0
+#: connect.reject's reason is a short string (docs/protocol.md §2).
+_REASON_CHARS = 256
+
+
+class TermsFlow:
+    def __init__(self, service: DataService) -> None:
+        self.svc = service
+        self.node = service.node
+        self._answers: dict[str, asyncio.Future[tuple[bool, str]]] = {}
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {
+            "terms.proffer": self._on_proffer,
+            "terms.accept": self._on_accept,
+            "terms.refuse": self._on_refuse,
+            "agreement.sign": self._on_sign,
+        }
+
+    @property
+    def _person(self) -> bool:
+        return self.node.config.role == "person"
+
+    def _proffer(self) -> list[TermRef]:
+        return self.svc.policy.refs(self.svc.catalogue) if self._person else []
+
+    # -- ConnectHook -------------------------------------------------------------------
+
+    async def outgoing_terms(self, did: str, role: str) -> list[TermRef]:
+        refs = self._proffer() if role == "vendor" else []
+        if refs:
+            await self.svc.db.put_proffer(did, "out", refs, now=self.svc.now())
+            old = self._answers.pop(did, None)
+            if old is not None and not old.done():
+                old.cancel()
+            self._answers[did] = asyncio.get_running_loop().create_future()
+        return refs
+
+    async def wait_answer(self, rel: Relationship) -> Relationship:
+        fut = self._answers.get(rel.did)
+        refs = await self.svc.db.proffer(rel.did, "out") or []
+        if fut is None or not any(r.required for r in refs) or rel.state is not RelState.REQUESTED:
+            return rel
+        try:
+            accepted, reason = await asyncio.wait_for(asyncio.shield(fut), REQUIRED_TERMS_WAIT_S)
+        except TimeoutError:
+            return rel
+        finally:
+            if self._answers.get(rel.did) is fut:
+                del self._answers[rel.did]
+        if not accepted:
+            raise Refused(f"{rel.name} did not connect: {reason or 'no reason given'}")
+        return await self.node.book.get(rel.did) or rel
+
+    async def refuse_request(self, peer: str, body: ConnectRequest) -> str | None:
+        if self._person or body.role != "person" or not body.proffer:
+            return None
+        decision = decide(body.proffer, self.svc.policy, self.svc.catalogue)
+        if decision.required_refused:
+            return decision.reason()[:_REASON_CHARS]
+        await self.svc.db.put_proffer(peer, "in", body.proffer, now=self.svc.now())
+        return None
+
+    async def accepted(self, rel: Relationship) -> None:
+        if not self._person:
+            refs = await self.svc.db.proffer(rel.did, "in")
+            if refs is not None:
+                await self._offer(rel, refs)
+                await self.svc.db.drop_proffer(rel.did, "in")
+        elif rel.role == "vendor" and (refs := self._proffer()):
+            await self.svc.db.put_proffer(rel.did, "out", refs, now=self.svc.now())
+            await self.node.messenger.send(Outgoing(rel.did, TermsProffer(terms=refs)))
+
+    async def answered(self, peer: str, accepted: bool, reason: str) -> None:
+        fut = self._answers.get(peer)
+        if fut is not None and not fut.done():
+            fut.set_result((accepted, reason))
+
+    # -- vendor side -------------------------------------------------------------------
+
+    async def _offer(self, rel: Relationship, refs: Sequence[TermRef]) -> None:
+        """Write, sign and send the "terms" agreement for the terms we accept."""
+        decision = decide(refs, self.svc.policy, self.svc.catalogue)
+        parties = [
+            Party(did=str(rel.did), role="person", name=rel.name),
+            Party(did=self.svc.me, role="vendor", name=self.node.config.name),
+        ]
+        agreement = propose(
+            "terms", parties, decision.content(), now=self.svc.now(), rng=os.urandom
+        )
+        agreement = sign_agreement(agreement, self.node.identity)
+        async with self.svc.lock:
+            await self.svc.db.put_agreement(agreement, rel.did, now=self.svc.now())
+        await self.node.messenger.send(Outgoing(rel.did, TermsAccept(agreement=agreement)))
+
+    async def _on_proffer(self, opened: Opened) -> None:
+        body = opened.message.body
+        assert isinstance(body, TermsProffer)
+        rel = await self.node.book.get(opened.sender)
+        if self._person or rel is None:
+            raise Refused("this node takes no terms proffers")
+        decision = decide(body.terms, self.svc.policy, self.svc.catalogue)
+        if decision.required_refused:
+            refuse = TermsRefuse(
+                refused=list(decision.required_refused), reason=decision.reason()[:_REASON_CHARS]
+            )
+            await self.node.messenger.send(Outgoing(rel.did, refuse))
+        else:
+            await self._offer(rel, body.terms)
+
+    async def _on_sign(self, opened: Opened) -> None:
+        body = opened.message.body
+        assert isinstance(body, AgreementSign)
+        async with self.svc.lock:
+            row = await self.svc.db.agreement(body.agreement)
+            if row is None or row.peer != opened.sender:
+                raise Refused(f"no agreement {body.agreement} with the sender")
+            if body.signature.by != opened.sender:
+                raise Refused("a party countersigns only for itself")
+            done = countersign(row.agreement, body.signature)
+            await self.svc.db.put_agreement(done, opened.sender, now=self.svc.now())
+        self.node.events.publish(
+            {"event": "agreement", "id": done.id, "peer": opened.sender, "kind": done.kind}
+        )
+
+    # -- person side -------------------------------------------------------------------
+
+    async def _on_accept(self, opened: Opened) -> None:
+        body = opened.message.body
+        assert isinstance(body, TermsAccept)
+        a = body.agreement
+        proffered = await self.svc.db.proffer(opened.sender, "out")
+        if proffered is None:
+            raise Refused("we proffered no terms to this vendor")
+        try:
+            mine, theirs = a.party(self.svc.me), a.party(opened.sender)
+        except InvalidInput as exc:
+            raise Refused(f"the agreement's parties are wrong: {exc.message}") from exc
+        if a.kind != "terms" or mine.role != "person" or theirs.role != "vendor":
+            raise Refused("not a terms agreement between us as person and vendor")
+        sigs = [s for s in a.signatures if s.by == opened.sender]
+        if len(sigs) != 1 or len(a.signatures) != 1 or a.log:
+            raise Refused("a new terms agreement carries only the vendor's signature")
+        try:
+            countersign(msgspec.structs.replace(a, signatures=[]), sigs[0])
+        except BadSignature as exc:
+            raise BadSignature("the vendor's signature on the agreement does not verify") from exc
+        problems = check_terms_agreement(a.content, proffered)
+        if problems:
+            raise Refused("terms agreement refused: " + "; ".join(problems))
+        signed = sign_agreement(a, self.node.identity)
+        async with self.svc.lock:
+            await self.svc.db.put_agreement(signed, opened.sender, now=self.svc.now())
+        (my_sig,) = [s for s in signed.signatures if s.by == self.svc.me]
+        await self.node.messenger.send(
+            Outgoing(opened.sender, AgreementSign(agreement=a.id, signature=my_sig))
+        )
+        await self.svc.db.drop_proffer(opened.sender, "out")
+        self.node.events.publish(
+            {"event": "agreement", "id": a.id, "peer": opened.sender, "kind": a.kind}
+        )
+
+    async def _on_refuse(self, opened: Opened) -> None:
+        body = opened.message.body
+        assert isinstance(body, TermsRefuse)
+        rel = await self.node.book.get(opened.sender)
+        if rel is not None and rel.state is RelState.ACTIVE:
+            await self.node.book.apply(rel.did, Event.RECEIVE_REJECT, request_id=None)
+        await self.answered(opened.sender, False, body.reason)
+        await self.svc.db.drop_proffer(opened.sender, "out")
+        self.node.events.publish(
+            {"event": "terms.refused", "peer": opened.sender, "reason": body.reason}
+        )
