@@ -493,9 +493,10 @@ class Node:
 
 def default_services() -> list[ServiceFactory]:
     """The feature services every node runs (profile, intents, discovery, ...)."""
+    from vrm.node.data import DataService
     from vrm.node.discovery import discovery_service
 
-    return [discovery_service]
+    return [discovery_service, DataService]
 
 
 def open_node(path: Path, **kw: Any) -> Node:
