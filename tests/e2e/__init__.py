@@ -1,0 +1,1 @@
+"""End-to-end tests: the real ``vrm`` CLI and ``vrm serve`` processes on loopback."""
