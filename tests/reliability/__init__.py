@@ -1,0 +1,1 @@
+"""Reliability suite: crashes, network faults, long outages (docs/reliability.md)."""

@@ -1,0 +1,1 @@
+"""Security suite: hostile input, floods, local attack surface, identity (docs/reliability.md)."""
