@@ -47,6 +47,7 @@ from vrm.protocol.discovery import (
     zone_records,
 )
 from vrm.protocol.invitation import INVITATION_PREFIX
+from vrm.protocol.messages import enc_hook
 from vrm.protocol.relationship import RelState
 from vrm.storage.base import Relationship
 
@@ -62,7 +63,7 @@ WHOAMI_TIMEOUT_S = 5.0
 #: How often the machine's addresses and the node's endpoints are checked for a move.
 ENDPOINT_POLL_S = 10.0
 _WILDCARDS = ("0.0.0.0", "::", "")
-_ENCODER = msgspec.json.Encoder()
+_ENCODER = msgspec.json.Encoder(enc_hook=enc_hook)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -74,7 +75,7 @@ def sighting_view(s: Sighting, rel: Relationship | None) -> dict[str, Any]:
         "instance": s.instance,
         "name": s.advert.name,
         "role": s.advert.role,
-        "did": s.advert.did,
+        "did": str(s.advert.did),
         "categories": list(s.advert.categories),
         "addresses": list(s.addresses),
         "port": s.port,
@@ -234,7 +235,7 @@ class Discovery:
         self, domain: str, resolver: str | None, note: str | None
     ) -> tuple[Relationship, dict[str, Any]]:
         record = await self.resolver(resolver).lookup(domain)
-        info = {"via": "dns", "domain": record.domain, "did": record.did}
+        info = {"via": "dns", "domain": record.domain, "did": str(record.did)}
         if (done := await self._already(record.did)) is not None:
             return done, {**info, "already": True}
         stmt, url = await self.prove(record.did, record.endpoints)
@@ -307,7 +308,7 @@ class Discovery:
         self, domain: str, endpoints: Sequence[str] = (), ttl: int = 300
     ) -> dict[str, Any]:
         eps = list(endpoints) or list(self.node.endpoints())
-        did = self.node.identity.did
+        did = str(self.node.identity.did)
         records = zone_records(domain, did, eps, ttl=ttl)
         return {
             "domain": normalize_domain(domain),
@@ -408,7 +409,7 @@ class Discovery:
         resolver = self.resolver(request.query.get("resolver") or None)
         record = await resolver.lookup(domain)
         return _json(
-            {"domain": record.domain, "did": record.did, "endpoints": list(record.endpoints)}
+            {"domain": record.domain, "did": str(record.did), "endpoints": list(record.endpoints)}
         )
 
     async def endpoints_route(self, request: web.Request) -> web.Response:
