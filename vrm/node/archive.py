@@ -18,8 +18,6 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from vrm.errors import ConfigError, Conflict, InvalidInput, KeyFileError, VrmError
 from vrm.node.config import NodeConfig
 from vrm.node.home import CONFIG, KEY, TOKEN, Home, _write_private
@@ -33,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ARCHIVE_FORMAT",
     "ARCHIVE_VERSION",
-    "announce_if_moved",
     "config_dict",
     "export_archive",
     "import_archive",
@@ -44,8 +41,6 @@ log = logging.getLogger("vrm.archive")
 
 ARCHIVE_FORMAT = "vrm-archive"
 ARCHIVE_VERSION = 1
-#: meta key holding the endpoints this node last announced (JSON list)
-ENDPOINTS_META = "endpoints"
 
 
 def config_dict(cfg: NodeConfig) -> dict[str, Any]:
@@ -286,16 +281,3 @@ async def import_archive(
         "rows": rows,
         "listen": f"{listen[0]}:{listen[1]}",
     }
-
-
-async def announce_if_moved(node: Node) -> int:
-    """At start: if our endpoints differ from the last ones we recorded, tell every peer."""
-    current = msgspec.json.encode(sorted(node.endpoints())).decode()
-    last = await node.store.get_meta(ENDPOINTS_META)
-    told = 0
-    if last is not None and last != current:
-        told = await node.connections.announce_endpoints()
-        log.info("endpoints changed to %s; told %d relationships", current, told)
-    if last != current:
-        await node.store.set_meta(ENDPOINTS_META, current)
-    return told

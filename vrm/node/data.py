@@ -106,9 +106,8 @@ class DataService:
         return DataApi(self).routes()
 
     async def start(self) -> None:
-        from vrm.node.archive import announce_if_moved
-
-        await announce_if_moved(self.node)
+        # A restored node at a new address is announced by the discovery service's
+        # EndpointTracker (the archive carries its "endpoints.announced" meta).
         self._sweeping = True
         self.node._spawn(self._sweep_loop())
 
