@@ -495,8 +495,9 @@ def default_services() -> list[ServiceFactory]:
     """The feature services every node runs (profile, intents, discovery, ...)."""
     from vrm.node.data import DataService
     from vrm.node.discovery import discovery_service
+    from vrm.node.intents import intents_service
 
-    return [discovery_service, DataService]
+    return [discovery_service, DataService, intents_service]
 
 
 def open_node(path: Path, **kw: Any) -> Node:

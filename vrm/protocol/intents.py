@@ -308,7 +308,6 @@ _INTENT_TRANSITIONS: dict[tuple[IntentState, IntentEvent], IntentState] = {
     (_I.CLOSED, _IE.CLOSE): _I.CLOSED,
     (_I.OPEN, _IE.CANCEL): _I.CANCELLED,
     (_I.EXPIRED, _IE.CANCEL): _I.CANCELLED,
-    (_I.CANCELLED, _IE.CANCEL): _I.CANCELLED,
     (_I.OPEN, _IE.EXPIRE): _I.EXPIRED,
     (_I.EXPIRED, _IE.EXPIRE): _I.EXPIRED,
 }

@@ -1,0 +1,435 @@
+"""The customer's side of intentcasting: cast, cancel, take offers, accept, hear notices.
+
+Every message of an intent carries ``thid`` = the intent id, so offers, the agreement
+and the vendor's notices thread under it in the inbox. Anonymous intents go out, and
+are answered, under a pseudonym made for that intent (``Pseudonyms``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from vrm.errors import (
+    BadSignature,
+    Conflict,
+    Expired,
+    IntentClosed,
+    InvalidInput,
+    NotFound,
+    OfferExpired,
+    Refused,
+)
+from vrm.node.messenger import Outgoing
+from vrm.node.service import Handler
+from vrm.protocol.agreement import Party, agreement_hash, propose, sign_agreement, verify_agreement
+from vrm.protocol.envelope import Opened
+from vrm.protocol.identity import Identity
+from vrm.protocol.intents import (
+    MAX_INTENT_TTL_S,
+    ORDER_KIND,
+    Intent,
+    IntentClosedNotice,
+    IntentDecline,
+    IntentEvent,
+    IntentState,
+    Money,
+    Offer,
+    OfferAccept,
+    OfferState,
+    OrderAgreement,
+    OrderNotice,
+    effective_state,
+    intent_transition,
+    order_content,
+)
+from vrm.protocol.invitation import INVITATION_PREFIX, parse_invitation
+from vrm.protocol.messages import Body, ConnectRequest
+from vrm.protocol.relationship import RelState
+from vrm.storage.base import OutboxItem
+from vrm.storage.intents import IntentRecord, OfferRecord, Target, order_record
+
+if TYPE_CHECKING:
+    from vrm.node.intents import IntentsService
+
+__all__ = ["CastRequest", "CustomerSide"]
+
+#: The display name a pseudonym gives vendors.
+ANONYMOUS_NAME = "anonymous"
+
+
+@dataclass(frozen=True, slots=True)
+class CastRequest:
+    """What ``vrm intent cast`` asks for, as parsed by the admin API."""
+
+    category: str
+    text: str
+    where: str | None = None
+    start: date | None = None
+    end: date | None = None
+    max_price: str | None = None
+    currency: str | None = None
+    want: Mapping[str, str] = field(default_factory=dict)
+    expires_s: int = 48 * 3600
+    to: Sequence[str] = ()
+    anonymous: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One vendor to send the intent to, and how to reach it."""
+
+    did: str
+    name: str
+    via: str
+    endpoints: tuple[str, ...] = ()
+    token: str | None = None
+    connected: bool = True
+
+
+class CustomerSide:
+    def __init__(self, svc: IntentsService) -> None:
+        self.svc = svc
+        self.node = svc.node
+        self.db = svc.db
+        self._agreed: dict[str, asyncio.Event] = {}
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "offer": self._on_offer,
+            "intent.decline": self._on_decline,
+            "order.agreement": self._on_agreement,
+            "order.notice": self._on_notice,
+        }
+
+    # -- cast -----------------------------------------------------------------------------
+
+    async def cast(self, req: CastRequest) -> tuple[IntentRecord, list[Target]]:
+        """Send a new intent to every chosen vendor at once; return it and its targets."""
+        now = self.svc.now()
+        body = _intent_body(req, intent_id=os.urandom(16).hex(), now=now)
+        plans = await self._plans(req, body.category)
+        salt = os.urandom(32) if req.anonymous else None
+        persona = None
+        if salt is not None:
+            persona = self.svc.pseudonyms.add(body.intent, salt, [p.did for p in plans])
+        items, targets = await self._prepare(body, plans, persona)
+        rec = IntentRecord(
+            id=body.intent,
+            state=IntentState.OPEN,
+            body=body,
+            created=now,
+            expires=body.expires,
+            persona=persona.did if persona else None,
+            salt=salt,
+        )
+        # Stored before anything leaves, so that the fastest offer finds its intent.
+        await self.db.add_intent(rec, targets)
+        await self.node.outbox.submit(items)
+        stored = await self.db.get_intent(body.intent)
+        assert stored is not None
+        return stored, targets
+
+    async def _plans(self, req: CastRequest, category: str) -> list[_Plan]:
+        plans: dict[str, _Plan] = {}
+        for ref in req.to:
+            plan = await self._plan_for(ref.strip())
+            plans.setdefault(plan.did, plan)
+        if not req.to:
+            for plan in await self._by_category(category):
+                plans.setdefault(plan.did, plan)
+        plans.pop(self.node.identity.did, None)
+        if not plans:
+            raise InvalidInput(
+                f"no vendor offers {category!r}: connect to one that does, or name one with --to"
+            )
+        return list(plans.values())
+
+    async def _plan_for(self, ref: str) -> _Plan:
+        if ref.startswith(INVITATION_PREFIX):
+            inv = parse_invitation(ref, now=self.svc.now())
+            rel = await self.node.book.get(inv.did)
+            if rel is not None and rel.state is RelState.ACTIVE:
+                return _Plan(rel.did, rel.name, "relationship", rel.endpoints)
+            return _Plan(inv.did, inv.name, "invitation", tuple(inv.endpoints), inv.token, False)
+        rel = await self.node.book.resolve(ref)
+        if rel.state is not RelState.ACTIVE:
+            raise Conflict(f"relationship with {rel.name} is {rel.state.value}, not active")
+        return _Plan(rel.did, rel.name, "relationship", rel.endpoints)
+
+    async def _by_category(self, category: str) -> list[_Plan]:
+        cats = await self.db.categories()
+        plans = [
+            _Plan(r.did, r.name, "relationship", r.endpoints)
+            for r in await self.node.book.all()
+            if r.state is RelState.ACTIVE and category in cats.get(r.did, ())
+        ]
+        known = {p.did for p in plans}
+        for v in self.svc.seen_vendors():
+            if category not in v.categories or v.did in known:
+                continue
+            rel = await self.node.book.get(v.did)
+            if rel is not None and rel.state in (RelState.BLOCKED, RelState.DELETED):
+                continue
+            plans.append(_Plan(v.did, v.name, "discovery", v.endpoints, None, False))
+        return plans
+
+    async def _prepare(
+        self, body: Intent, plans: list[_Plan], persona: Identity | None
+    ) -> tuple[list[OutboxItem], list[Target]]:
+        items: list[OutboxItem] = []
+        targets: list[Target] = []
+        for plan in plans:
+            if persona is not None:
+                items.append(self._persona_hello(plan, persona))
+            elif not plan.connected:
+                plan = await self._connect(plan)
+            out = Outgoing(plan.did, body, thid=body.intent, as_identity=persona)
+            item = self.node.messenger.prepare(out)
+            items.append(item)
+            targets.append(
+                Target(body.intent, plan.did, plan.name, plan.endpoints, plan.via, item.id)
+            )
+        return items, targets
+
+    def _persona_hello(self, plan: _Plan, persona: Identity) -> OutboxItem:
+        """The pseudonym's own ``connect.request``; the intent follows in the same lane."""
+        hello = ConnectRequest(
+            name=ANONYMOUS_NAME,
+            role="person",
+            endpoints=list(self.node.endpoints()),
+            token=plan.token,
+        )
+        return self.node.messenger.prepare(Outgoing(plan.did, hello, as_identity=persona))
+
+    async def _connect(self, plan: _Plan) -> _Plan:
+        """Ask a vendor we are not connected to for a relationship; the intent follows it."""
+        endpoints = plan.endpoints
+        if plan.via == "discovery":
+            endpoints = await self._prove(plan)
+        await self.node.connections.request(
+            plan.did, name=plan.name, role="vendor", endpoints=endpoints, token=plan.token
+        )
+        return plan
+
+    async def _prove(self, plan: _Plan) -> tuple[str, ...]:
+        from vrm.node.discovery import Discovery
+
+        for svc in self.node.services:
+            if isinstance(svc, Discovery):
+                _, url = await svc.prove(plan.did, plan.endpoints)
+                return (url, *(u for u in plan.endpoints if u != url))
+        return plan.endpoints
+
+    # -- cancel and accept -------------------------------------------------------------------
+
+    async def cancel(self, ref: str) -> IntentRecord:
+        rec = await self.db.find_intent(ref)
+        now = self.svc.now()
+        state = intent_transition(effective_state(rec.state, rec.expires, now), IntentEvent.CANCEL)
+        await self.db.set_intent_state(rec.id, state, now=now, close_offers=True)
+        targets = await self.db.targets(rec.id)
+        notice = IntentClosedNotice(intent=rec.id, reason="cancelled")
+        await self._send([t.vendor for t in targets], rec, notice)
+        found = await self.db.get_intent(rec.id)
+        assert found is not None
+        return found
+
+    async def accept(self, ref: str, *, reveal: bool, wait_s: float = 0) -> dict[str, Any]:
+        """Accept an offer: sign the order agreement, close the intent, tell the others."""
+        offer = await self.db.find_offer(ref)
+        rec = await self.db.get_intent(offer.intent)
+        if rec is None:
+            raise NotFound(f"offer {offer.id} belongs to no intent of ours")
+        now = self.svc.now()
+        _check_acceptable(rec, offer, now)
+        target = await self.db.target(rec.id, offer.vendor)
+        signer = self._signer(rec, reveal)
+        agreement = propose(
+            ORDER_KIND,
+            [
+                Party(did=signer.did, role="person", name=self._shown_name(rec, reveal)),
+                Party(did=offer.vendor, role="vendor", name=target.name if target else ""),
+            ],
+            order_content(
+                rec.body,
+                offer.body,
+                offer_id=offer.id,
+                offer_sha256=hashlib.sha256(offer.message).hexdigest(),
+                pseudonym=rec.persona if rec.persona and reveal else None,
+            ),
+            now=now,
+            rng=os.urandom,
+        )
+        agreement = sign_agreement(agreement, signer)
+        done = self._agreed.setdefault(agreement.id, asyncio.Event())
+        order = order_record(agreement, intent=rec.id, offer=offer.id, peer=offer.vendor, now=now)
+        await self.db.accept(rec.id, offer.id, order)
+        others = [t.vendor for t in await self.db.targets(rec.id) if t.vendor != offer.vendor]
+        await self._send(
+            [offer.vendor],
+            rec,
+            OfferAccept(intent=rec.id, offer=offer.id, agreement=agreement),
+            then=(others, IntentClosedNotice(intent=rec.id, reason="accepted-elsewhere")),
+        )
+        if wait_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), wait_s)
+        self._agreed.pop(agreement.id, None)
+        stored = await self.db.get_order(agreement.id)
+        assert stored is not None
+        return {"agreement": stored, "intent": rec.id, "offer": offer.id, "closed": others}
+
+    def _signer(self, rec: IntentRecord, reveal: bool) -> Identity:
+        if rec.persona is None or reveal:
+            return self.node.identity
+        persona = self.svc.pseudonyms.for_intent(rec.id)
+        if persona is None:
+            raise NotFound(f"the pseudonym of intent {rec.id} is not loaded")
+        return persona
+
+    def _shown_name(self, rec: IntentRecord, reveal: bool) -> str:
+        return self.node.config.name if rec.persona is None or reveal else ANONYMOUS_NAME
+
+    async def _send(
+        self,
+        vendors: Sequence[str],
+        rec: IntentRecord,
+        body: Body,
+        then: tuple[Sequence[str], Body] | None = None,
+    ) -> None:
+        persona = self.svc.pseudonyms.for_intent(rec.id) if rec.persona else None
+        outs = [Outgoing(v, body, thid=rec.id, as_identity=persona) for v in vendors]
+        if then is not None:
+            outs += [Outgoing(v, then[1], thid=rec.id, as_identity=persona) for v in then[0]]
+        await self.node.messenger.send_many(outs)
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    async def _intent_for(self, opened: Opened, intent_id: str) -> tuple[IntentRecord, Target]:
+        """The intent ``intent_id`` as sent to this sender under this recipient, or refuse."""
+        rec = await self.db.get_intent(intent_id)
+        target = await self.db.target(intent_id, opened.sender) if rec else None
+        me = (rec.persona or self.node.identity.did) if rec else None
+        if rec is None or target is None or opened.message.recipient != me:
+            raise Refused(f"no intent {intent_id} was sent to you")
+        return rec, target
+
+    async def _on_offer(self, opened: Opened) -> None:
+        body = opened.message.body
+        assert isinstance(body, Offer)
+        rec, _ = await self._intent_for(opened, body.intent)
+        now = self.svc.now()
+        state = effective_state(rec.state, rec.expires, now)
+        if state is IntentState.EXPIRED:
+            raise Expired(f"intent {rec.id} has expired: it takes no more offers")
+        if state is not IntentState.OPEN:
+            raise Refused(f"intent {rec.id} is {state.value}: it takes no more offers")
+        if body.expires <= now:
+            raise Expired("the offer expired before it arrived")
+        offer = OfferRecord(
+            id=opened.message.id,
+            intent=rec.id,
+            vendor=opened.sender,
+            state=OfferState.OPEN,
+            price=body.price,
+            expires=body.expires,
+            received=now,
+            message=opened.signed_bytes,
+        )
+        if await self.db.add_offer(offer):
+            self.node.events.publish(
+                {
+                    "event": "offer",
+                    "intent": rec.id,
+                    "offer": offer.id,
+                    "vendor": offer.vendor,
+                    "price": msgspec.to_builtins(body.price),
+                }
+            )
+
+    async def _on_decline(self, opened: Opened) -> None:
+        body = opened.message.body
+        assert isinstance(body, IntentDecline)
+        rec, _ = await self._intent_for(opened, body.intent)
+        await self.db.set_answer(rec.id, opened.sender, f"declined: {body.reason}".rstrip(": "))
+
+    async def _on_agreement(self, opened: Opened) -> None:
+        body = opened.message.body
+        assert isinstance(body, OrderAgreement)
+        rec, _ = await self._intent_for(opened, body.intent)
+        ours = await self.db.get_order(body.agreement.id)
+        if ours is None or ours.peer != opened.sender or ours.intent != rec.id:
+            raise Refused(f"no order agreement {body.agreement.id} is pending with you")
+        if agreement_hash(body.agreement) != agreement_hash(ours.agreement):
+            raise Refused("the agreement is not the one we signed")
+        report = verify_agreement(body.agreement)
+        if not report.ok:
+            raise BadSignature("; ".join(p.message for p in report.problems))
+        now = self.svc.now()
+        order = order_record(
+            body.agreement, intent=rec.id, offer=ours.offer, peer=ours.peer, now=now
+        )
+        await self.db.put_order(order)
+        if (done := self._agreed.get(order.id)) is not None:
+            done.set()
+        self.node.events.publish({"event": "order.agreed", "intent": rec.id, "agreement": order.id})
+
+    async def _on_notice(self, opened: Opened) -> None:
+        body = opened.message.body
+        assert isinstance(body, OrderNotice)
+        rec, _ = await self._intent_for(opened, body.intent)
+        order = await self.db.order_for(rec.id)
+        if order is None or order.peer != opened.sender:
+            raise Refused(f"you hold no accepted offer on intent {rec.id}")
+
+
+def _intent_body(req: CastRequest, *, intent_id: str, now: float) -> Intent:
+    if not 0 < req.expires_s <= MAX_INTENT_TTL_S:
+        raise InvalidInput(f"an intent expires within {MAX_INTENT_TTL_S // 86400} days")
+    max_price = None
+    if req.max_price is not None:
+        if not req.currency:
+            raise InvalidInput("give --currency with --max-price (e.g. --currency USD)")
+        max_price = Money.of(req.max_price, req.currency)
+    doc = {
+        "intent": intent_id,
+        "category": req.category.strip().lower(),
+        "text": req.text,
+        "where": req.where,
+        "from": req.start,
+        "to": req.end,
+        "max_price": max_price,
+        "want": {k.strip().lower(): v for k, v in req.want.items()},
+        "expires": int(now + req.expires_s),
+    }
+    try:
+        return msgspec.convert(doc, Intent, from_attributes=True)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"intent invalid: {exc}") from None
+
+
+def _check_acceptable(rec: IntentRecord, offer: OfferRecord, now: float) -> None:
+    state = effective_state(rec.state, rec.expires, now)
+    if state in (IntentState.CLOSED, IntentState.CANCELLED):
+        raise IntentClosed(f"intent {rec.id} is {state.value}: its offers cannot be accepted")
+    if offer.state is OfferState.SUPERSEDED:
+        raise Conflict(f"offer {offer.id} was replaced by a newer offer from the same vendor")
+    if offer.state is not OfferState.OPEN:
+        raise Conflict(f"offer {offer.id} is {offer.state.value}")
+    if now >= offer.expires:
+        raise OfferExpired(f"offer {offer.id} expired at {_iso(offer.expires)}")
+
+
+def _iso(ts: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -1,0 +1,336 @@
+"""The vendor's side of intentcasting: incoming intents, offer rules, offers, notices.
+
+An incoming intent is stored and, if an offer-rules file is configured
+(``[offers] rules = "offers.toml"`` in config.toml, relative to the home), answered
+at once by the first rule that matches. A person at the vendor can answer by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from vrm.errors import (
+    ConfigError,
+    Conflict,
+    Expired,
+    IntentClosed,
+    IntentExpired,
+    InvalidInput,
+    Refused,
+)
+from vrm.node.messenger import Outgoing
+from vrm.node.service import Handler
+from vrm.protocol.agreement import Agreement, countersign, sign_agreement
+from vrm.protocol.envelope import Opened
+from vrm.protocol.intents import (
+    ORDER_KIND,
+    Intent,
+    IntentClosedNotice,
+    IntentDecline,
+    IntentState,
+    Money,
+    Offer,
+    OfferAccept,
+    OfferState,
+    OrderAgreement,
+    OrderNotice,
+    effective_state,
+    order_content,
+)
+from vrm.protocol.messages import encode_canonical
+from vrm.protocol.offer_rules import Decision, OfferRules, evaluate, parse_rules
+from vrm.storage.intents import IncomingIntent, MadeOffer, OrderRecord, order_record
+
+if TYPE_CHECKING:
+    from vrm.node.intents import IntentsService
+
+__all__ = ["OfferDraft", "RulesFile", "VendorSide"]
+
+log = logging.getLogger("vrm.offers")
+
+#: A hand-made offer with no --expires stays open for a day.
+DEFAULT_OFFER_TTL_S = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class OfferDraft:
+    price: Money
+    text: str
+    terms: tuple[str, ...]
+    expires: int
+    proffered: bool = False
+
+
+class RulesFile:
+    """The configured offer-rules file, re-read whenever it changes.
+
+    A bad file at start stops the node with the error and its line; a bad edit while
+    running is reported (``error``) and the last good rules stay in force.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.rules: OfferRules | None = None
+        self.error: str | None = None
+        self._mtime: float | None = None
+
+    @classmethod
+    def from_config(cls, extra: dict[str, Any], home: Path | None) -> RulesFile:
+        section = extra.get("offers", {})
+        if not isinstance(section, dict):
+            raise ConfigError("[offers] must be a table")
+        rules = section.get("rules")
+        if rules is None:
+            return cls(None)
+        if not isinstance(rules, str) or not rules:
+            raise ConfigError('[offers] rules must be a file name, e.g. rules = "offers.toml"')
+        path = Path(rules).expanduser()
+        return cls(path if path.is_absolute() or home is None else home / path)
+
+    def use(self, path: Path | None) -> None:
+        """Switch to ``path`` (or to answering by hand only) and load it now."""
+        self.path, self.rules, self._mtime, self.error = path, None, None, None
+        self.load()
+
+    def load(self) -> None:
+        """(Re)load the file; ``ConfigError`` with ``file:line`` if it is bad."""
+        if self.path is None:
+            return
+        try:
+            mtime = self.path.stat().st_mtime
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read offer rules {self.path}: {exc}") from None
+        self.rules = parse_rules(text, source=str(self.path))
+        self._mtime, self.error = mtime, None
+
+    def current(self) -> OfferRules | None:
+        if self.path is None:
+            return None
+        try:
+            changed = self.path.stat().st_mtime != self._mtime
+        except OSError as exc:
+            changed, self.error = False, f"cannot read offer rules {self.path}: {exc}"
+        if changed:
+            try:
+                self.load()
+            except ConfigError as exc:
+                self.error = exc.message
+                log.error("offer rules not reloaded, the previous ones stay: %s", exc.message)
+        return self.rules
+
+
+class VendorSide:
+    def __init__(self, svc: IntentsService) -> None:
+        self.svc = svc
+        self.node = svc.node
+        self.db = svc.db
+        self.rules = RulesFile.from_config(
+            self.node.config.extra, self.node.home.path if self.node.home else None
+        )
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "intent": self._on_intent,
+            "offer.accept": self._on_accept,
+            "intent.closed": self._on_closed,
+        }
+
+    # -- incoming intents and offer rules --------------------------------------------------
+
+    async def _on_intent(self, opened: Opened) -> None:
+        body = opened.message.body
+        assert isinstance(body, Intent)
+        peer, now = opened.sender, self.svc.now()
+        if await self.db.get_incoming(body.intent, peer) is not None:
+            return
+        expired = now >= body.expires
+        rules = None if expired else self.rules.current()
+        decision = evaluate(rules, body, now=now) if rules is not None else None
+        summary = decision.to_dict() if decision else None
+        if expired:
+            summary = {"action": "none", "summary": "the intent had expired when it arrived"}
+        inc = IncomingIntent(
+            id=body.intent,
+            peer=peer,
+            state=IntentState.EXPIRED if expired else IntentState.OPEN,
+            body=body,
+            message=opened.message.id,
+            received=now,
+            expires=body.expires,
+            decision=summary,
+        )
+        await self.db.add_incoming(inc)
+        self.node.events.publish({"event": "intent", "intent": body.intent, "peer": peer})
+        if decision is not None:
+            await self._answer(inc, decision)
+
+    async def _answer(self, inc: IncomingIntent, decision: Decision) -> None:
+        if decision.action == "offer" and decision.offer is not None:
+            d = decision.offer
+            draft = OfferDraft(d.price, d.text, d.terms, d.expires, d.proffered)
+            await self._send_offer(inc, draft, rule=decision.rule)
+        elif decision.action == "decline":
+            body = IntentDecline(intent=inc.id, reason=(decision.reason or "")[:256])
+            await self.node.messenger.send(Outgoing(inc.peer, body, thid=inc.id))
+
+    async def _send_offer(
+        self, inc: IncomingIntent, d: OfferDraft, *, rule: str | None
+    ) -> MadeOffer:
+        doc = {
+            "intent": inc.id,
+            "price": msgspec.to_builtins(d.price),
+            "text": d.text,
+            "terms": list(d.terms),
+            "expires": d.expires,
+            "proffered": d.proffered,
+        }
+        try:
+            body = msgspec.convert(doc, Offer)
+        except msgspec.ValidationError as exc:
+            raise InvalidInput(f"offer invalid: {exc}") from None
+        item = self.node.messenger.prepare(Outgoing(inc.peer, body, thid=inc.id))
+        made = MadeOffer(
+            id=item.id,
+            intent=inc.id,
+            peer=inc.peer,
+            state=OfferState.OPEN,
+            price=d.price,
+            expires=d.expires,
+            created=self.svc.now(),
+            rule=rule,
+            message=item.message,
+        )
+        # Kept before it leaves, so an accept that comes back at once finds it.
+        await self.db.add_made_offer(made)
+        await self.node.outbox.submit([item])
+        return made
+
+    # -- by hand ---------------------------------------------------------------------------
+
+    async def make_offer(
+        self,
+        ref: str,
+        *,
+        price: str | None,
+        currency: str | None,
+        text: str,
+        terms: list[str],
+        expires_s: int | None,
+        accept_price: bool,
+    ) -> MadeOffer:
+        """``vrm offer make``: answer an incoming intent with an offer."""
+        inc = await self.db.find_incoming(ref)
+        now = self.svc.now()
+        state = effective_state(inc.state, inc.expires, now)
+        if state is IntentState.EXPIRED:
+            raise IntentExpired(f"intent {inc.id} has expired: it takes no more offers")
+        if state is not IntentState.OPEN:
+            raise IntentClosed(f"intent {inc.id} is {state.value}: it takes no more offers")
+        if accept_price:
+            if price is not None:
+                raise InvalidInput("give --price or --accept-price, not both")
+            if inc.body.max_price is None:
+                raise InvalidInput(f"intent {inc.id} proffers no price to accept")
+            money, proffered = inc.body.max_price, True
+        else:
+            if price is None or not currency:
+                raise InvalidInput("an offer needs --price and --currency (or --accept-price)")
+            money, proffered = Money.of(price, currency), False
+        ttl = DEFAULT_OFFER_TTL_S if expires_s is None else expires_s
+        if ttl <= 0:
+            raise InvalidInput("--expires must be a positive duration")
+        draft = OfferDraft(money, text, tuple(terms), int(now + ttl), proffered)
+        return await self._send_offer(inc, draft, rule=None)
+
+    async def send_notice(self, ref: str, *, kind: str, text: str) -> tuple[IncomingIntent, str]:
+        """``vrm notice send``: an order notice on an intent whose offer was accepted."""
+        inc = await self.db.find_incoming(ref)
+        order = await self.db.order_for(inc.id)
+        if order is None or order.peer != inc.peer or not order.complete:
+            raise Conflict(f"no accepted offer on intent {inc.id}: notices follow an accept")
+        try:
+            body = msgspec.convert({"intent": inc.id, "kind": kind, "text": text}, OrderNotice)
+        except msgspec.ValidationError as exc:
+            raise InvalidInput(f"notice invalid: {exc}") from None
+        item = await self.node.messenger.send(Outgoing(inc.peer, body, thid=inc.id))
+        return inc, item.id
+
+    # -- the customer's answers ----------------------------------------------------------------
+
+    async def _on_accept(self, opened: Opened) -> None:
+        body = opened.message.body
+        assert isinstance(body, OfferAccept)
+        made = await self.db.get_made_offer(body.offer)
+        if made is None or made.peer != opened.sender or made.intent != body.intent:
+            raise Refused(f"no offer {body.offer} was made to you")
+        if made.state is OfferState.ACCEPTED:
+            return
+        inc = await self.db.get_incoming(made.intent, made.peer)
+        assert inc is not None
+        now = self.svc.now()
+        state = effective_state(inc.state, inc.expires, now)
+        if state in (IntentState.CLOSED, IntentState.CANCELLED):
+            raise Refused(f"intent {inc.id} is {state.value}")
+        if made.state is not OfferState.OPEN:
+            raise Refused(f"offer {made.id} is {made.state.value}")
+        if now >= made.expires:
+            raise Expired(f"offer {made.id} has expired")
+        agreement = self._check_order(body.agreement, inc, made, opened.sender)
+        signed = sign_agreement(agreement, self.node.identity)
+        order = order_record(signed, intent=inc.id, offer=made.id, peer=made.peer, now=now)
+        await self.db.vendor_accept(made, order)
+        reply = OrderAgreement(intent=inc.id, agreement=signed)
+        await self.node.messenger.send(Outgoing(made.peer, reply, thid=inc.id))
+        self.node.events.publish({"event": "order.accepted", "intent": inc.id, "offer": made.id})
+
+    def _check_order(
+        self, agreement: Agreement, inc: IncomingIntent, made: MadeOffer, sender: str
+    ) -> Agreement:
+        """The customer's signed agreement must be exactly our offer on their intent."""
+        me = self.node.identity.did
+        if agreement.kind != ORDER_KIND:
+            raise Refused(f"an accept carries an order agreement, not {agreement.kind!r}")
+        vendor = next((p for p in agreement.parties if p.did == me), None)
+        if vendor is None or vendor.role != "vendor":
+            raise Refused("the agreement does not name this vendor")
+        customer = agreement.other(me)
+        pseudonym = agreement.content.get("pseudonym")
+        expected_did = sender if pseudonym is None else customer.did
+        if customer.did != expected_did or (pseudonym is not None and pseudonym != sender):
+            raise Refused("the agreement's customer is not the sender of this accept")
+        expected = order_content(
+            inc.body,
+            made.body,
+            offer_id=made.id,
+            offer_sha256=hashlib.sha256(made.message).hexdigest(),
+            pseudonym=pseudonym,
+        )
+        if encode_canonical(agreement.content) != encode_canonical(expected):
+            raise Refused("the agreement does not match our offer")
+        if agreement.signed_by != {customer.did}:
+            raise Refused("the agreement must come signed by the customer alone")
+        unsigned = msgspec.structs.replace(agreement, signatures=[], log=[])
+        for sig in agreement.signatures:
+            countersign(unsigned, sig)  # BadSignature if it does not verify
+        return agreement
+
+    async def _on_closed(self, opened: Opened) -> None:
+        body = opened.message.body
+        assert isinstance(body, IntentClosedNotice)
+        inc = await self.db.get_incoming(body.intent, opened.sender)
+        if inc is None:
+            return
+        state = IntentState.CANCELLED if body.reason == "cancelled" else IntentState.CLOSED
+        if inc.state is not IntentState.CLOSED:
+            await self.db.close_incoming(inc.id, inc.peer, state, now=self.svc.now())
+        self.node.events.publish({"event": "intent.closed", "intent": inc.id, "state": state.value})
+
+    async def order(self, intent_id: str) -> OrderRecord | None:
+        return await self.db.order_for(intent_id)
