@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from vrm.errors import ConfigError
 
 __all__ = ["AddressLimiter", "PeerLimits", "source_key"]
 
@@ -39,6 +42,25 @@ class PeerLimits:
     so a slower body would be abandoned by an honest sender anyway."""
     max_tracked: int = 65_536
     """Source addresses remembered; the least recently seen are forgotten past this."""
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, object]) -> PeerLimits:
+        """From the ``[limits]`` table of config.toml (a rate of 0 turns that limit off).
+
+        Behind a reverse proxy every request comes from the proxy's address: raise or
+        turn off the per-address rates there and let the proxy limit by client.
+        """
+        if not isinstance(section, Mapping):
+            raise ConfigError("[limits] must be a table")
+        known = {f.name: f.type for f in fields(cls)}
+        values: dict[str, float] = {}
+        for key, value in section.items():
+            if key not in known:
+                raise ConfigError(f"limits.{key} is not a known limit ({', '.join(known)})")
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"limits.{key} must be a number >= 0, not {value!r}")
+            values[key] = int(value) if known[key] == "int" else float(value)
+        return cls(**values)  # type: ignore[arg-type]
 
 
 def source_key(remote: str | None) -> str:

@@ -161,6 +161,7 @@ class Node:
         home.check_permissions()
         cfg = home.config()
         store = SqliteStore(home.database, synchronous=cfg.synchronous)
+        kw.setdefault("limits", PeerLimits.from_config(cfg.extra.get("limits", {})))
         return cls(
             cfg,
             home.identity(passphrase),
