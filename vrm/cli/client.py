@@ -18,8 +18,8 @@ from vrm.node.home import Home
 
 __all__ = ["AdminClient"]
 
-#: Long enough for `send --wait`; the server caps its own waits below this.
-TIMEOUT_S = 330.0
+#: A node on loopback answers in milliseconds; 15 s means it is wedged, not slow.
+TIMEOUT_S = 15.0
 
 
 class AdminClient:
@@ -33,11 +33,14 @@ class AdminClient:
             self.base = f"http://127.0.0.1:{home.config().admin_port}"
         self._token = home.admin_token()
 
-    def get(self, path: str, **query: Any) -> Any:
-        return self._call("GET", path, None, query)
+    def get(self, path: str, *, timeout: float = TIMEOUT_S, **query: Any) -> Any:
+        """GET ``path``; pass a longer ``timeout`` for calls that wait server-side."""
+        return self._call("GET", path, None, query, timeout)
 
-    def post(self, path: str, body: dict[str, Any] | None = None, **query: Any) -> Any:
-        return self._call("POST", path, body or {}, query)
+    def post(
+        self, path: str, body: dict[str, Any] | None = None, *, timeout: float = TIMEOUT_S
+    ) -> Any:
+        return self._call("POST", path, body or {}, {}, timeout)
 
     def _request(
         self, method: str, path: str, body: Any, query: dict[str, Any]
@@ -51,13 +54,19 @@ class AdminClient:
             req.add_header("Content-Type", "application/json")
         return req
 
-    def _call(self, method: str, path: str, body: Any, query: dict[str, Any]) -> Any:
+    def _call(
+        self, method: str, path: str, body: Any, query: dict[str, Any], timeout: float
+    ) -> Any:
         req = self._request(method, path, body, query)
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             raise _decode_error(exc) from None
+        except TimeoutError as exc:
+            raise NodeError(
+                f"the node at {self.base} did not answer within {timeout:.0f} s"
+            ) from exc
         except (urllib.error.URLError, ConnectionError) as exc:
             raise NotRunning(
                 f"no node answers at {self.base} for {self.home.path}: start it with `vrm serve`"

@@ -219,7 +219,7 @@ def send(
     client = AdminClient(home)
     item = client.post("/api/v1/messages", {"peer": peer, "text": text, "reply_to": reply_to})
     if wait_s:
-        item = client.get(f"/api/v1/outbox/{item['id']}", wait=wait_s)
+        item = client.get(f"/api/v1/outbox/{item['id']}", wait=wait_s, timeout=wait_s + 15)
     if as_json:
         render.emit_json(item)
     else:
