@@ -258,7 +258,7 @@ def stop(home: Home, as_json: bool) -> None:
 
 
 def main() -> None:
-    from vrm.cli import commands, demo, discovery, intents  # noqa: F401  (they register their commands)
+    from vrm.cli import commands, data, demo, discovery, intents  # noqa: F401  (they register their commands)
 
     cli(prog_name="vrm")
 
