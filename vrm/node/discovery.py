@@ -34,10 +34,12 @@ from vrm.node.endpoints import EndpointTracker, set_public_urls
 from vrm.node.mdns import ALL_INTERFACES, Mdns, MdnsConfig, Sighting
 from vrm.node.service import Handler
 from vrm.protocol.discovery import (
+    MAX_ENDPOINTS,
     MAX_WHOAMI_BYTES,
     WHOAMI_PATH,
     Advert,
     Whoami,
+    check_endpoint,
     looks_like_domain,
     normalize_domain,
     parse_nonce,
@@ -336,6 +338,10 @@ class Discovery:
 
     async def set_endpoints(self, urls: Sequence[str]) -> dict[str, Any]:
         """`vrm endpoint set`: change ``public_urls`` (config.toml too) and tell every peer."""
+        if not urls or len(urls) > MAX_ENDPOINTS:
+            raise InvalidInput(f"give 1 to {MAX_ENDPOINTS} endpoint URLs")
+        for url in urls:
+            check_endpoint(url)
         if self.node.home is not None:
             set_public_urls(self.node.home.path / "config.toml", urls)
         self.node.config = replace(self.node.config, public_urls=tuple(urls))

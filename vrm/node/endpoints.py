@@ -16,24 +16,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from vrm.errors import ConfigError, InvalidInput
-from vrm.protocol.discovery import MAX_ENDPOINTS, encode_record_text
-from vrm.protocol.identity import Did
+from vrm.protocol.discovery import MAX_ENDPOINTS, check_endpoint
 from vrm.storage.base import Store
 
-__all__ = ["ANNOUNCED_KEY", "EndpointTracker", "check_endpoint", "set_public_urls"]
+__all__ = ["ANNOUNCED_KEY", "EndpointTracker", "set_public_urls"]
 
 log = logging.getLogger("vrm.endpoints")
 
 #: Store meta key holding the endpoints last announced (a JSON list).
 ANNOUNCED_KEY = "endpoints.announced"
-#: A fixed did only to reuse the record's endpoint check (its did is not used).
-_ANY_DID = Did.from_public_key(bytes(range(1, 33)))
-
-
-def check_endpoint(url: str) -> str:
-    """``InvalidInput`` unless ``url`` is an http(s) URL a peer could be given."""
-    encode_record_text(_ANY_DID, url)
-    return url
 
 
 class EndpointTracker:
@@ -91,9 +82,13 @@ def set_public_urls(path: Path, urls: Sequence[str]) -> None:
     new_line = f"public_urls = [{', '.join(json.dumps(u) for u in urls)}]"
     edited = _replace_key(text.splitlines(), new_line)
     try:
-        old, new = tomllib.loads(text), tomllib.loads(edited)
+        old = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    try:
+        new = tomllib.loads(edited)
+    except tomllib.TOMLDecodeError:
+        new = None
     old.setdefault("peer", {})["public_urls"] = list(urls)
     if new != old:
         raise ConfigError(f"cannot set public_urls in {path} safely; edit [peer] by hand")

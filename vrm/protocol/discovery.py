@@ -45,6 +45,7 @@ __all__ = [
     "DomainRecord",
     "Whoami",
     "ZoneRecord",
+    "check_endpoint",
     "encode_lan_txt",
     "encode_record_text",
     "host_label",
@@ -307,6 +308,12 @@ def _parse_record_tokens(tokens: list[str], domain: str) -> tuple[Did, str]:
         raise MalformedRecord(f"_vrm.{domain} has no ep= (endpoint URL)")
     _check_endpoint(endpoint, MalformedRecord)
     return did, endpoint
+
+
+def check_endpoint(url: str) -> str:
+    """``url`` if it is an endpoint a peer can be given, else ``InvalidInput``."""
+    _check_endpoint(url, InvalidInput)
+    return url
 
 
 def _check_endpoint(url: str, error: type[Malformed] | type[InvalidInput]) -> None:
