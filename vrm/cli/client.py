@@ -6,6 +6,7 @@ admin port, and turns JSON errors back into ``vrm.errors`` exceptions.
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -73,7 +74,11 @@ class AdminClient:
             ) from exc
 
     def stream(self, path: str) -> Iterator[dict[str, Any]]:
-        """Yield server-sent events from ``path`` until the node closes the stream."""
+        """Subscribe to server-sent events at ``path`` now; iterate to read them.
+
+        The subscription exists when this returns, so nothing published after the
+        call is missed (callers list history afterwards and de-duplicate by id).
+        """
         req = self._request("GET", path, None, {})
         try:
             resp = urllib.request.urlopen(req, timeout=None)
@@ -81,15 +86,22 @@ class AdminClient:
             raise _decode_error(exc) from None
         except (urllib.error.URLError, ConnectionError) as exc:
             raise NotRunning(f"no node answers at {self.base}: start it with `vrm serve`") from exc
-        with resp:
-            for raw in resp:
-                line = raw.decode().rstrip("\n")
-                if line.startswith("data: "):
-                    yield json.loads(line[6:])
+        return _events(resp)
 
     @staticmethod
     def peer_path(peer: str) -> str:
         return quote(peer, safe="")
+
+
+def _events(resp: Any) -> Iterator[dict[str, Any]]:
+    with resp:
+        try:
+            for raw in resp:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("data: "):
+                    yield json.loads(line[6:])
+        except (ConnectionError, http.client.IncompleteRead):
+            return  # the node stopped; the stream simply ends
 
 
 def _decode_error(exc: urllib.error.HTTPError) -> Exception:
