@@ -111,6 +111,12 @@ async def test_share_update_revoke_with_receipt_and_one_log_on_both_sides(
     await eventually(lambda: _len_is(receipts, 2), what="two deletion receipts")
     (ended,) = await svc(bob).db.grants(direction="in", state=None)
     assert ended.state == "revoked"
+    # nor does the vendor's message history keep the values it had to delete
+    kept = await bob.store.list_messages(
+        peer=alice.identity.did, after_seq=0, limit=100, direction="in"
+    )
+    assert {m.type for m in kept} >= {"grant.revoke"}
+    assert not [m for m in kept if m.type in ("grant.share", "grant.update")]
 
     async def same_log() -> bool:
         x, y = await a.db.agreement(agreement_id), await svc(bob).db.agreement(agreement_id)
@@ -164,6 +170,10 @@ async def test_expired_values_disappear_from_the_vendor_on_their_own(
     events = await svc(alice).db.events([grant.id])
     assert any(e.type == "deleted" and e.detail == "expired" and e.receipt for e in events)
     assert await held(bob, alice) == {}
+    kept = await bob.store.list_messages(
+        peer=alice.identity.did, after_seq=0, limit=100, direction="in"
+    )
+    assert not [m for m in kept if b"+15550100000" in m.message]
 
 
 async def test_share_needs_a_set_field_and_an_active_relationship(

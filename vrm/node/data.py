@@ -428,6 +428,7 @@ class DataService:
         await self._commit_and_send(
             updated, "deleted", gone, reason, doc, body, drop=[(g.id, p) for p in gone]
         )
+        await self.db.purge_messages(grant_id=g.id)
         self._publish("customer.deleted", g.peer, g.id, list(gone))
 
     async def _on_deleted(self, opened: Opened) -> None:
@@ -480,6 +481,8 @@ class DataService:
                         events=[(g.id, "expired", g.paths, "", None)],
                     )
                 done += 1
+            # a share and its revoke in one batch: the share's history row landed after
+            await self.db.purge_messages()
         return done
 
     async def _sweep_loop(self) -> None:

@@ -205,6 +205,25 @@ class DataStore:
         )
         return int(row[0])
 
+    async def purge_messages(self, *, ended_only: bool = True, grant_id: str | None = None) -> int:
+        """Delete the inbound history copies of shared values (the messages table).
+
+        The values live in ``held_values``; once a grant ends, the signed messages
+        that carried them must not keep them either. With ``grant_id``: that grant's.
+        """
+        where = "g.id=?" if grant_id else "g.state != 'active'"
+        args = (grant_id,) if grant_id else ()
+        async with self.sql.transaction() as db:
+            cur = await db.execute(
+                "DELETE FROM messages WHERE direction='in'"
+                " AND type IN ('grant.share', 'grant.update') AND id IN ("
+                "  SELECT m.id FROM messages m JOIN grants g"
+                "  ON g.id = json_extract(CAST(m.message AS TEXT), '$.body.grant')"
+                f"  WHERE m.direction='in' AND g.direction='in' AND {where})",
+                args,
+            )
+            return int(cur.rowcount)
+
     # -- agreements ---------------------------------------------------------------------
 
     async def agreement(self, agreement_id: str) -> AgreementRow | None:
