@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
@@ -276,3 +277,12 @@ def test_nonces_are_64_lowercase_hex_digits() -> None:
     for bad in ("", "AB" * 32, "ab" * 31, "zz" * 32):
         with pytest.raises(Malformed):
             parse_nonce(bad)
+
+
+def test_the_whoami_example_in_protocol_md_is_what_sign_whoami_produces() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    example = sign_whoami(
+        ALICE, name="alice", role="person", endpoints=["http://127.0.0.1:7400"], nonce=NONCE
+    )
+    assert example.decode() in doc
+    assert verify_whoami(example, did=ALICE.did, nonce=NONCE).name == "alice"
