@@ -161,16 +161,17 @@ class DataService:
     async def _fan_out(self, update_id: str, path: str, profile: Mapping[str, Any]) -> int:
         grants = [g for g in await self.db.grants(direction="out") if pf.affected(path, g.paths)]
         now = self.now()
-        docs: dict[str, Agreement] = {}
+        docs = await self.db.agreements_by_id(g.agreement for g in grants if g.agreement)
+        changed: dict[str, Agreement] = {}
         outs, fanout, events = [], [], []
         for g in grants:
             paths = pf.affected(path, g.paths)
             values = {p: pf.value_at(profile, p) for p in paths}
-            agreement = docs.get(g.agreement or "") or await self._agreement_for(g)
+            agreement = docs.get(g.agreement) if g.agreement else None
             data = {"grant": g.id, "paths": paths, "values_sha256": values_digest(values)}
             agreement, entry = self._entry(agreement, "grant.update", data)
             if agreement is not None:
-                docs[agreement.id] = agreement
+                docs[agreement.id] = changed[agreement.id] = agreement
             body = GrantUpdate(grant=g.id, values=values, agreement=g.agreement, entry=entry)
             outs.append(self.node.messenger.prepare(Outgoing(g.peer, body)))
             fanout.append(FanoutItem(update_id, outs[-1].id, g.peer, g.id, path, now))
@@ -179,7 +180,7 @@ class DataService:
         await self.db.write(
             now=now,
             events=events,
-            agreements=[(a, peers[a.id]) for a in docs.values()],
+            agreements=[(a, peers[a.id]) for a in changed.values()],
             fanout=fanout,
         )
         await self.node.outbox.submit(outs)

@@ -246,6 +246,19 @@ class DataStore:
         )
         return [AgreementRow(decode_agreement(r[0]), *r[1:]) for r in rows]
 
+    async def agreements_by_id(self, ids: Iterable[str]) -> dict[str, Agreement]:
+        wanted = sorted(set(ids))
+        found: dict[str, Agreement] = {}
+        for start in range(0, len(wanted), 500):  # far below sqlite's parameter limit
+            chunk = wanted[start : start + 500]
+            rows = await self.sql.fetch_all(
+                f"SELECT doc FROM agreements WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            for r in rows:
+                a = decode_agreement(r[0])
+                found[a.id] = a
+        return found
+
     async def current_terms(self, peer: str) -> Agreement | None:
         """The newest complete "terms" agreement with ``peer``."""
         row = await self.sql.fetch_one(
@@ -307,31 +320,17 @@ class DataStore:
         ``events`` are (grant, type, paths, detail, receipt); ``put_values`` are
         (grant, peer, path, value); ``drop_values`` (grant, path) with path "*" for all.
         """
-        async with self.sql.transaction() as db:
-            await db.executemany(
+        statements: list[tuple[str, list[tuple[Any, ...]]]] = [
+            (
                 f"INSERT OR REPLACE INTO grants({_GRANT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        g.id,
-                        g.direction,
-                        g.peer,
-                        _json(list(g.paths)),
-                        g.purpose,
-                        g.until,
-                        g.created,
-                        g.state,
-                        g.ended,
-                        g.agreement,
-                    )
-                    for g in grants
-                ],
-            )
-            await db.executemany(
+                [_grant_row(g) for g in grants],
+            ),
+            (
                 "INSERT INTO grant_events(grant_id, type, paths, at, detail, receipt)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [(g, t, _json(list(p)), now, d, r) for g, t, p, d, r in events],
-            )
-            await db.executemany(
+            ),
+            (
                 "INSERT INTO agreements(id, peer, kind, complete, doc, created, updated)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
                 " complete=excluded.complete, doc=excluded.doc, updated=excluded.updated",
@@ -339,24 +338,44 @@ class DataStore:
                     (a.id, peer, a.kind, int(a.complete), encode_canonical(a), now, now)
                     for a, peer in agreements
                 ],
-            )
-            await db.executemany(
+            ),
+            (
                 "INSERT OR REPLACE INTO held_values(grant_id, peer, path, value, updated)"
                 " VALUES (?, ?, ?, ?, ?)",
                 [(g, p, path, _json(v), now) for g, p, path, v in put_values],
-            )
-            for grant_id, path in drop_values:
-                if path == "*":
-                    await db.execute("DELETE FROM held_values WHERE grant_id=?", (grant_id,))
-                else:
-                    await db.execute(
-                        "DELETE FROM held_values WHERE grant_id=? AND path=?", (grant_id, path)
-                    )
-            await db.executemany(
+            ),
+            (
+                "DELETE FROM held_values WHERE grant_id=? AND (?='*' OR path=?)",
+                [(g, path, path) for g, path in drop_values],
+            ),
+            (
                 "INSERT OR IGNORE INTO fanout(update_id, msg_id, peer, grant_id, path, at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [(f.update_id, f.msg_id, f.peer, f.grant_id, f.path, f.at) for f in fanout],
-            )
+            ),
+        ]
+        # Each statement is a trip to the database thread: skip the empty ones.
+        async with self.sql.transaction() as db:
+            for sql, rows in statements:
+                if len(rows) == 1:
+                    await db.execute(sql, rows[0])
+                elif rows:
+                    await db.executemany(sql, rows)
+
+
+def _grant_row(g: Grant) -> tuple[Any, ...]:
+    return (
+        g.id,
+        g.direction,
+        g.peer,
+        _json(list(g.paths)),
+        g.purpose,
+        g.until,
+        g.created,
+        g.state,
+        g.ended,
+        g.agreement,
+    )
 
 
 @dataclass(frozen=True, slots=True)
