@@ -352,7 +352,7 @@ async def test_rules_file_from_config_reload_and_bad_file(market: Market, tmp_pa
     import os
 
     os.utime(rules_path, (1, 1))
-    rules = svc(desk).vendor.rules.current()
+    rules = svc(desk).vendor.rules.current(recheck=True)
     assert rules is not None and rules.rules[0].name == "anything"
     assert svc(desk).vendor.rules.error is not None
     assert ":4: rule 'x': price must be a table" in svc(desk).vendor.rules.error

@@ -28,6 +28,7 @@ from vrm.errors import (
     OfferExpired,
     Refused,
 )
+from vrm.node.committer import GroupCommitter
 from vrm.node.messenger import Outgoing
 from vrm.node.service import Handler
 from vrm.protocol.agreement import Party, agreement_hash, propose, sign_agreement, verify_agreement
@@ -101,6 +102,8 @@ class CustomerSide:
         self.node = svc.node
         self.db = svc.db
         self._agreed: dict[str, asyncio.Event] = {}
+        #: offers from many vendors arrive at once; they share transactions
+        self.offers_in: GroupCommitter[OfferRecord, bool] = GroupCommitter(self.db.add_offers)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -345,7 +348,8 @@ class CustomerSide:
             received=now,
             message=opened.signed_bytes,
         )
-        if await self.db.add_offer(offer):
+        (fresh,) = await self.offers_in.submit([offer])
+        if fresh:
             self.node.events.publish(
                 {
                     "event": "offer",

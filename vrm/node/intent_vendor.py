@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,8 @@ from vrm.protocol.intents import (
     order_content,
 )
 from vrm.protocol.messages import encode_canonical
-from vrm.protocol.offer_rules import Decision, OfferRules, evaluate, parse_rules
+from vrm.protocol.offer_rules import OfferRules, evaluate, parse_rules
+from vrm.storage.base import OutboxItem
 from vrm.storage.intents import IncomingIntent, MadeOffer, OrderRecord, order_record
 
 if TYPE_CHECKING:
@@ -54,6 +56,8 @@ __all__ = ["OfferDraft", "RulesFile", "VendorSide"]
 
 log = logging.getLogger("vrm.offers")
 
+#: How often the rules file is checked for a change.
+RECHECK_S = 1.0
 #: A hand-made offer with no --expires stays open for a day.
 DEFAULT_OFFER_TTL_S = 24 * 3600
 
@@ -79,6 +83,7 @@ class RulesFile:
         self.rules: OfferRules | None = None
         self.error: str | None = None
         self._mtime: float | None = None
+        self._checked = 0.0
 
     @classmethod
     def from_config(cls, extra: dict[str, Any], home: Path | None) -> RulesFile:
@@ -96,6 +101,7 @@ class RulesFile:
     def use(self, path: Path | None) -> None:
         """Switch to ``path`` (or to answering by hand only) and load it now."""
         self.path, self.rules, self._mtime, self.error = path, None, None, None
+        self._checked = 0.0
         self.load()
 
     def load(self) -> None:
@@ -110,9 +116,15 @@ class RulesFile:
         self.rules = parse_rules(text, source=str(self.path))
         self._mtime, self.error = mtime, None
 
-    def current(self) -> OfferRules | None:
+    def current(self, *, recheck: bool = False) -> OfferRules | None:
+        """The rules in force; the file is looked at again if ``recheck`` or a second passed."""
         if self.path is None:
             return None
+        # An edit is picked up within a second; a burst of intents costs one stat.
+        tick = time.monotonic()
+        if not recheck and tick - self._checked < RECHECK_S and self.rules is not None:
+            return self.rules
+        self._checked = tick
         try:
             changed = self.path.stat().st_mtime != self._mtime
         except OSError as exc:
@@ -148,8 +160,6 @@ class VendorSide:
         body = opened.message.body
         assert isinstance(body, Intent)
         peer, now = opened.sender, self.svc.now()
-        if await self.db.get_incoming(body.intent, peer) is not None:
-            return
         expired = now >= body.expires
         rules = None if expired else self.rules.current()
         decision = evaluate(rules, body, now=now) if rules is not None else None
@@ -166,23 +176,27 @@ class VendorSide:
             expires=body.expires,
             decision=summary,
         )
-        await self.db.add_incoming(inc)
-        self.node.events.publish({"event": "intent", "intent": body.intent, "peer": peer})
-        if decision is not None:
-            await self._answer(inc, decision)
-
-    async def _answer(self, inc: IncomingIntent, decision: Decision) -> None:
-        if decision.action == "offer" and decision.offer is not None:
+        made, out = None, None
+        if decision is not None and decision.action == "offer" and decision.offer is not None:
             d = decision.offer
             draft = OfferDraft(d.price, d.text, d.terms, d.expires, d.proffered)
-            await self._send_offer(inc, draft, rule=decision.rule)
-        elif decision.action == "decline":
-            body = IntentDecline(intent=inc.id, reason=(decision.reason or "")[:256])
-            await self.node.messenger.send(Outgoing(inc.peer, body, thid=inc.id))
+            made, out = self._prepare_offer(inc, draft, rule=decision.rule)
+        elif decision is not None and decision.action == "decline":
+            reason = (decision.reason or "")[:256]
+            out = self.node.messenger.prepare(
+                Outgoing(peer, IntentDecline(intent=inc.id, reason=reason), thid=inc.id)
+            )
+        # The intent and the rule's offer are kept together, before the offer leaves,
+        # so that an accept coming straight back finds it. A replay changes nothing.
+        if not await self.db.add_incoming(inc, made):
+            return
+        if out is not None:
+            await self.node.outbox.submit([out])
+        self.node.events.publish({"event": "intent", "intent": body.intent, "peer": peer})
 
-    async def _send_offer(
+    def _prepare_offer(
         self, inc: IncomingIntent, d: OfferDraft, *, rule: str | None
-    ) -> MadeOffer:
+    ) -> tuple[MadeOffer, OutboxItem]:
         doc = {
             "intent": inc.id,
             "price": msgspec.to_builtins(d.price),
@@ -207,10 +221,7 @@ class VendorSide:
             rule=rule,
             message=item.message,
         )
-        # Kept before it leaves, so an accept that comes back at once finds it.
-        await self.db.add_made_offer(made)
-        await self.node.outbox.submit([item])
-        return made
+        return made, item
 
     # -- by hand ---------------------------------------------------------------------------
 
@@ -247,7 +258,11 @@ class VendorSide:
         if ttl <= 0:
             raise InvalidInput("--expires must be a positive duration")
         draft = OfferDraft(money, text, tuple(terms), int(now + ttl), proffered)
-        return await self._send_offer(inc, draft, rule=None)
+        made, item = self._prepare_offer(inc, draft, rule=None)
+        # Kept before it leaves, so an accept that comes back at once finds it.
+        await self.db.add_made_offer(made)
+        await self.node.outbox.submit([item])
+        return made
 
     async def send_notice(self, ref: str, *, kind: str, text: str) -> tuple[IncomingIntent, str]:
         """``vrm notice send``: an order notice on an intent whose offer was accepted."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -105,7 +105,7 @@ class IntentsService:
         self.customer = CustomerSide(self)
         self.vendor = VendorSide(self)
         node.endpoint_resolvers.append(self.db.endpoints_of)
-        self._listener: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def now(self) -> float:
         return self.node.clock()
@@ -129,16 +129,20 @@ class IntentsService:
         for intent_id, salt, vendors in await self.db.personas():
             self.pseudonyms.add(intent_id, salt, vendors)
         self._use_discovery()
+        self._run(self.customer.offers_in.run())
         if self.node.config.categories:
             await self._announce_changed_categories()
-            task = self.node._spawn(self._announce_on_connect())
-            assert isinstance(task, asyncio.Task)
-            self._listener = task
+            self._run(self._announce_on_connect())
+
+    def _run(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.node._spawn(coro)  # in the node's task group, like its own workers
+        assert isinstance(task, asyncio.Task)
+        self._tasks.append(task)
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            self._listener = None
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
 
     # -- vendors and their categories ---------------------------------------------------
 

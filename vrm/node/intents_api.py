@@ -252,7 +252,7 @@ class IntentsApi:
 
     async def rules(self, request: web.Request) -> web.Response:
         rf = self.svc.vendor.rules
-        rules = rf.current()
+        rules = rf.current(recheck=True)
         return _json(
             {
                 "path": None if rf.path is None else str(rf.path),

@@ -254,31 +254,37 @@ class IntentStore:
             out.setdefault(intent_id, (intent_id, bytes(salt), []))[2].append(vendor)
         return list(out.values())
 
-    async def add_offer(self, rec: OfferRecord) -> bool:
-        """Store a received offer; earlier open offers by the vendor are superseded."""
+    async def add_offers(self, recs: Sequence[OfferRecord]) -> list[bool]:
+        """Store received offers (one transaction); ``False`` for one already held.
+
+        A vendor's new offer supersedes its earlier open offers on the same intent.
+        """
+        out: list[bool] = []
         async with self._sql.transaction() as db:
-            cur = await db.execute(
-                f"INSERT OR IGNORE INTO offers({_OFFER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    rec.id,
-                    rec.intent,
-                    rec.vendor,
-                    rec.state.value,
-                    rec.price.amount,
-                    rec.price.currency,
-                    rec.expires,
-                    rec.received,
-                    rec.message,
-                ),
-            )
-            if cur.rowcount != 1:
-                return False
-            await db.execute(
-                "UPDATE offers SET state='superseded' WHERE intent=? AND vendor=? AND id!=?"
-                " AND state='open'",
-                (rec.intent, rec.vendor, rec.id),
-            )
-            return True
+            for rec in recs:
+                cur = await db.execute(
+                    f"INSERT OR IGNORE INTO offers({_OFFER_COLS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        rec.id,
+                        rec.intent,
+                        rec.vendor,
+                        rec.state.value,
+                        rec.price.amount,
+                        rec.price.currency,
+                        rec.expires,
+                        rec.received,
+                        rec.message,
+                    ),
+                )
+                out.append(cur.rowcount == 1)
+                if cur.rowcount == 1:
+                    await db.execute(
+                        "UPDATE offers SET state='superseded' WHERE intent=? AND vendor=?"
+                        " AND id!=? AND state='open'",
+                        (rec.intent, rec.vendor, rec.id),
+                    )
+        return out
 
     async def find_offer(self, ref: str) -> OfferRecord:
         rows = await self._by_prefix(f"SELECT {_OFFER_COLS} FROM offers", "id", ref)
@@ -307,8 +313,8 @@ class IntentStore:
 
     # -- the vendor side -------------------------------------------------------------
 
-    async def add_incoming(self, rec: IncomingIntent) -> bool:
-        """Store a received intent; ``False`` if this peer already sent it."""
+    async def add_incoming(self, rec: IncomingIntent, offer: MadeOffer | None = None) -> bool:
+        """Store a received intent, and the offer made at once; ``False`` if already held."""
         async with self._sql.transaction() as db:
             cur = await db.execute(
                 f"INSERT OR IGNORE INTO incoming_intents({_INCOMING_COLS}, category)"
@@ -326,7 +332,11 @@ class IntentStore:
                     rec.body.category,
                 ),
             )
-            return bool(cur.rowcount == 1)
+            if cur.rowcount != 1:
+                return False
+            if offer is not None:
+                await _insert_made(db, offer)
+            return True
 
     async def get_incoming(self, intent_id: str, peer: str) -> IncomingIntent | None:
         row = await self._sql.fetch_one(
@@ -372,21 +382,7 @@ class IntentStore:
                 " AND state='open'",
                 (rec.intent, rec.peer),
             )
-            await db.execute(
-                f"INSERT INTO offers_made({_MADE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    rec.id,
-                    rec.intent,
-                    rec.peer,
-                    rec.state.value,
-                    rec.price.amount,
-                    rec.price.currency,
-                    rec.expires,
-                    rec.created,
-                    rec.rule,
-                    rec.message,
-                ),
-            )
+            await _insert_made(db, rec)
 
     async def get_made_offer(self, offer_id: str) -> MadeOffer | None:
         row = await self._sql.fetch_one(
@@ -461,6 +457,24 @@ def _one(rows: Iterable[sqlite3.Row], ref: str, what: str, listing: str) -> sqli
     if len(found) > 1:
         raise InvalidInput(f"{ref!r} matches more than one {what}; give more of the id")
     return found[0]
+
+
+async def _insert_made(db: Any, rec: MadeOffer) -> None:
+    await db.execute(
+        f"INSERT INTO offers_made({_MADE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            rec.id,
+            rec.intent,
+            rec.peer,
+            rec.state.value,
+            rec.price.amount,
+            rec.price.currency,
+            rec.expires,
+            rec.created,
+            rec.rule,
+            rec.message,
+        ),
+    )
 
 
 async def _put_order(db: Any, order: OrderRecord) -> None:
