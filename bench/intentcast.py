@@ -52,9 +52,7 @@ TARGET_S_200 = 2.0
 CONNECT_CONCURRENCY = 50
 
 
-async def make_node(
-    root: Path, name: str, role: str, synchronous: str, rules: bool
-) -> Node:
+async def make_node(root: Path, name: str, role: str, synchronous: str, rules: bool) -> Node:
     home = root / name
     home.mkdir(parents=True)
     extra: dict[str, Any] = {"mdns": {"enabled": False}}
@@ -155,7 +153,9 @@ async def run(n: int, runs: int, synchronous: str) -> dict[str, Any]:
         try:
             await connect_all(person, vendors)
             setup = time.perf_counter() - t0
-            print(f"{n} vendors started in {started:.1f}s, connected by {setup:.1f}s", file=sys.stderr)
+            print(
+                f"{n} vendors started in {started:.1f}s, connected by {setup:.1f}s", file=sys.stderr
+            )
             results = []
             async with aiohttp.ClientSession() as session:
                 for i in range(runs):
@@ -190,14 +190,16 @@ def main() -> None:
     p.add_argument("--synchronous", choices=["full", "normal"], default="full")
     p.add_argument("--json-out", type=Path, default=None, help='write {"vendors": N, "seconds": S}')
     args = p.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     result = asyncio.run(run(args.vendors, args.runs, args.synchronous))
     verdict = ""
     if args.vendors == 200:
         ok = result["seconds"] <= TARGET_S_200
         verdict = f" (target ≤ {TARGET_S_200} s: {'met' if ok else 'MISSED'})"
-    print(f"{result['vendors']} vendors: last offer {result['seconds']:.3f} s after the cast{verdict}")
+    print(
+        f"{result['vendors']} vendors: last offer {result['seconds']:.3f} s after the cast{verdict}"
+    )
     if args.json_out:
         args.json_out.write_text(json.dumps(result, indent=2) + "\n")
 

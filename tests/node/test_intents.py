@@ -19,7 +19,6 @@ from tests.node.intent_helpers import (
     wait_offers,
 )
 from vrm.errors import ConfigError, IntentClosed, IntentExpired, InvalidInput, OfferExpired
-from vrm.node import Node
 from vrm.node.messenger import Outgoing
 from vrm.protocol.agreement import agreement_hash, verify_agreement
 from vrm.protocol.intents import IntentState, Money, Offer, OfferState
