@@ -42,6 +42,8 @@ log = logging.getLogger("vrm.admin")
 MAX_ADMIN_BODY = 1024 * 1024
 #: SSE comment sent when idle so proxies and clients see the stream is alive.
 SSE_KEEPALIVE_S = 15.0
+#: Most events written to an event stream at once.
+SSE_MAX_BATCH = 256
 
 _STATUS: list[tuple[type[VrmError], int]] = [
     (Unauthorized, 401),
@@ -303,12 +305,19 @@ class _AdminApi:
         await resp.prepare(request)
         async with self.node.events.subscribe() as queue:
             while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
-                except TimeoutError:
-                    await resp.write(b": keep-alive\n\n")
-                    continue
-                await resp.write(b"data: " + _ENCODER.encode(event) + b"\n\n")
+                if queue.empty():
+                    try:
+                        events = [await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)]
+                    except TimeoutError:
+                        await resp.write(b": keep-alive\n\n")
+                        continue
+                else:
+                    events = []
+                # Everything already queued (a batch from one inbox request) goes out
+                # in one write: one syscall, not one per event.
+                while len(events) < SSE_MAX_BATCH and not queue.empty():
+                    events.append(queue.get_nowait())
+                await resp.write(b"".join(b"data: " + _ENCODER.encode(e) + b"\n\n" for e in events))
 
     async def shutdown(self, request: web.Request) -> web.Response:
         self.node.request_stop()
