@@ -395,6 +395,27 @@ def test_rules(file: Path, intent_file: Path, as_json: bool) -> None:
         )
 
 
+@rules.command(name="show")
+@common
+def show_rules(home: Home, as_json: bool) -> None:
+    """The offer rules the running node answers with, and any error in the file."""
+    data = AdminClient(home).get("/api/v1/intents/rules")
+    if as_json:
+        render.emit_json(data)
+        return
+    if data["path"] is None:
+        render.console.print('No offer rules: add [offers] rules = "offers.toml" to config.toml')
+        return
+    render.console.print(f"Offer rules from {data['path']}:")
+    render.table(
+        None,
+        ["rule", "line", "answers"],
+        [(r["name"], r["line"], "declines" if r["decline"] else "offers") for r in data["rules"]],
+    )
+    if data["error"]:
+        render.console.print(f"[bold red]not reloaded[/] (the rules above stay): {data['error']}")
+
+
 @cli.command()
 @click.argument("intent_id", metavar="[INTENT]", required=False)
 @click.option("--sort", type=click.Choice(["price", "received"]), default="received")
