@@ -221,6 +221,25 @@ def intent_agreement(home: Home, as_json: bool, intent_id: str, out: Path | None
     sys.stdout.write(data["document"])
 
 
+@intent.command(name="vendors")
+@click.option("--category", default=None, help="Only those --to-category would reach.")
+@common
+def intent_vendors(home: Home, as_json: bool, category: str | None) -> None:
+    """Vendors an intent can go to: connected ones and ones seen on the LAN."""
+    data = AdminClient(home).get("/api/v1/intents/vendors", category=category)
+    if as_json:
+        render.emit_json(data)
+        return
+    render.table(
+        "Vendors",
+        ["vendor", "did", "via", "categories"],
+        [
+            (v["name"], render.short_did(v["did"]), v["via"], ", ".join(v["categories"]))
+            for v in data
+        ],
+    )
+
+
 @cli.command()
 @click.option("--incoming", is_flag=True, help="Intents received (a vendor's view).")
 @common

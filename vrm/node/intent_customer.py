@@ -168,6 +168,44 @@ class CustomerSide:
             raise Conflict(f"relationship with {rel.name} is {rel.state.value}, not active")
         return _Plan(rel.did, rel.name, "relationship", rel.endpoints)
 
+    async def vendors(self, category: str | None) -> list[dict[str, Any]]:
+        """The vendors ``--to-category`` would reach (all known vendors without a category)."""
+        if category is not None:
+            plans = await self._by_category(category.strip().lower())
+            cats = await self.db.categories()
+            seen = {v.did: v.categories for v in self.svc.seen_vendors()}
+            return [
+                {
+                    "did": p.did,
+                    "name": p.name,
+                    "via": p.via,
+                    "categories": list(cats.get(p.did) or seen.get(p.did, ())),
+                }
+                for p in plans
+            ]
+        out: dict[str, dict[str, Any]] = {}
+        names = {r.did: r for r in await self.node.book.all()}
+        for did, categories in (await self.db.categories()).items():
+            rel = names.get(did)
+            if rel is not None and rel.state is RelState.ACTIVE:
+                out[did] = {
+                    "did": did,
+                    "name": rel.name,
+                    "via": "relationship",
+                    "categories": list(categories),
+                }
+        for v in self.svc.seen_vendors():
+            out.setdefault(
+                v.did,
+                {
+                    "did": v.did,
+                    "name": v.name,
+                    "via": "discovery",
+                    "categories": list(v.categories),
+                },
+            )
+        return list(out.values())
+
     async def _by_category(self, category: str) -> list[_Plan]:
         cats = await self.db.categories()
         plans = [
@@ -276,6 +314,7 @@ class CustomerSide:
         done = self._agreed.setdefault(agreement.id, asyncio.Event())
         order = order_record(agreement, intent=rec.id, offer=offer.id, peer=offer.vendor, now=now)
         await self.db.accept(rec.id, offer.id, order)
+        await self.svc.keep_order(order)
         others = [t.vendor for t in await self.db.targets(rec.id) if t.vendor != offer.vendor]
         await self._send(
             [offer.vendor],
@@ -383,6 +422,7 @@ class CustomerSide:
             body.agreement, intent=rec.id, offer=ours.offer, peer=ours.peer, now=now
         )
         await self.db.put_order(order)
+        await self.svc.keep_order(order)
         if (done := self._agreed.get(order.id)) is not None:
             done.set()
         self.node.events.publish({"event": "order.agreed", "intent": rec.id, "agreement": order.id})

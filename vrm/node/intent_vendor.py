@@ -301,6 +301,7 @@ class VendorSide:
         signed = sign_agreement(agreement, self.node.identity)
         order = order_record(signed, intent=inc.id, offer=made.id, peer=made.peer, now=now)
         await self.db.vendor_accept(made, order)
+        await self.svc.keep_order(order)
         reply = OrderAgreement(intent=inc.id, agreement=signed)
         await self.node.messenger.send(Outgoing(made.peer, reply, thid=inc.id))
         self.node.events.publish({"event": "order.accepted", "intent": inc.id, "offer": made.id})

@@ -24,7 +24,7 @@ from vrm.protocol.envelope import Opened
 from vrm.protocol.identity import Identity
 from vrm.protocol.intents import VendorCategories, pseudonym_identity
 from vrm.protocol.relationship import RelState
-from vrm.storage.intents import IntentStore
+from vrm.storage.intents import IntentStore, OrderRecord
 
 if TYPE_CHECKING:
     from vrm.node.node import Node
@@ -143,6 +143,17 @@ class IntentsService:
         for task in self._tasks:
             task.cancel()
         self._tasks.clear()
+
+    async def keep_order(self, order: OrderRecord) -> None:
+        """Also list an order agreement with the node's other agreements (data service).
+
+        `vrm agreements` and `vrm agreement export` then show it like a terms agreement.
+        """
+        from vrm.node.data import DataService
+
+        for svc in self.node.services:
+            if isinstance(svc, DataService):
+                await svc.db.put_agreement(order.agreement, order.peer, now=self.now())
 
     # -- vendors and their categories ---------------------------------------------------
 

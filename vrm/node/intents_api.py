@@ -119,6 +119,7 @@ class IntentsApi:
             web.get("/api/v1/intents/offers", self.offers),
             web.post("/api/v1/intents/offers/{id}/accept", self.accept),
             web.get("/api/v1/intents/rules", self.rules),
+            web.get("/api/v1/intents/vendors", self.vendors),
             web.get("/api/v1/intents/{id}", self.show),
             web.post("/api/v1/intents/{id}/cancel", self.cancel),
             web.post("/api/v1/intents/{id}/offers", self.make_offer),
@@ -249,6 +250,10 @@ class IntentsApi:
         return _json(
             {"id": order.id, "complete": order.complete, "document": order.document.decode()}
         )
+
+    async def vendors(self, request: web.Request) -> web.Response:
+        category = request.query.get("category") or None
+        return _json(await self.svc.customer.vendors(category))
 
     async def rules(self, request: web.Request) -> web.Response:
         rf = self.svc.vendor.rules
