@@ -394,3 +394,29 @@ async def test_order_agreement_digest_binds_the_signed_offer(market: Market) -> 
     # Accepting twice is refused; the first acceptance stands.
     with pytest.raises(IntentClosed):
         await svc(alice).customer.accept(offer.id, reveal=False)
+
+
+async def test_a_replayed_intent_requeues_an_offer_a_crash_kept_from_the_outbox(
+    market: Market, eventually: Eventually
+) -> None:
+    alice = await market.node("alice")
+    desk = await market.node("desk", "vendor", categories=("car-rental",), rules=BUDGET)
+    await connect_customer(alice, desk)
+    rec, targets = await svc(alice).customer.cast(park_city())
+    (offer,) = await wait_offers(alice, rec, 1)
+    sent = await alice.store.get_message(targets[0].message)
+    assert sent is not None and sent.direction == "out"
+    envelope = (await alice.store.outbox_item(sent.id)).envelope  # type: ignore[union-attr]
+    # The crash: the intent and its offer were kept, the outbox row and the inbound
+    # commit were not. The customer's node retries the intent.
+    async with desk.store.transaction() as db:  # type: ignore[attr-defined]
+        await db.execute("DELETE FROM seen WHERE id=?", (sent.id,))
+        await db.execute("DELETE FROM outbox WHERE id=?", (offer.id,))
+        await db.execute("DELETE FROM messages WHERE id=?", (offer.id,))
+    (ack,) = await desk.inbox.receive([envelope])
+    assert ack.ok
+    again = await desk.store.outbox_item(offer.id)
+    assert again is not None
+    assert await desk.outbox.wait_settled(offer.id, 10) is DeliveryState.DELIVERED
+    # Same offer, same id: the customer holds it once.
+    assert [o.id for o in await svc(alice).db.list_offers(rec.id)] == [offer.id]

@@ -28,7 +28,7 @@ from vrm.errors import (
 from vrm.node.messenger import Outgoing
 from vrm.node.service import Handler
 from vrm.protocol.agreement import Agreement, countersign, sign_agreement
-from vrm.protocol.envelope import Opened
+from vrm.protocol.envelope import Opened, effective_expiry, seal
 from vrm.protocol.intents import (
     ORDER_KIND,
     Intent,
@@ -44,7 +44,7 @@ from vrm.protocol.intents import (
     effective_state,
     order_content,
 )
-from vrm.protocol.messages import encode_canonical
+from vrm.protocol.messages import decode_body, decode_header, encode_canonical
 from vrm.protocol.offer_rules import OfferRules, evaluate, parse_rules
 from vrm.storage.base import OutboxItem
 from vrm.storage.intents import IncomingIntent, MadeOffer, OrderRecord, order_record
@@ -189,10 +189,31 @@ class VendorSide:
         # The intent and the rule's offer are kept together, before the offer leaves,
         # so that an accept coming straight back finds it. A replay changes nothing.
         if not await self.db.add_incoming(inc, made):
+            await self._send_unsent(inc)
             return
         if out is not None:
             await self.node.outbox.submit([out])
         self.node.events.publish({"event": "intent", "intent": body.intent, "peer": peer})
+
+    async def _send_unsent(self, inc: IncomingIntent) -> None:
+        """A replayed intent: queue again a rule's offer a crash kept from the outbox."""
+        for made in await self.db.made_offers(inc.id, inc.peer):
+            if made.state is OfferState.OPEN and await self.node.store.outbox_item(made.id) is None:
+                header, _, _ = decode_header(made.message)
+                msg = decode_body(header)
+                now = self.svc.now()
+                item = OutboxItem(
+                    id=msg.id,
+                    peer=made.peer,
+                    envelope=seal(msg, self.node.identity),
+                    created=now,
+                    expires=float(effective_expiry(msg.created, msg.expires)),
+                    next_attempt=now,
+                    message=made.message,
+                    type=msg.type,
+                    thid=msg.thid,
+                )
+                await self.node.outbox.submit([item])
 
     def _prepare_offer(
         self, inc: IncomingIntent, d: OfferDraft, *, rule: str | None
