@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ADMIN_TOKEN, TEST_RETRY_BASE_S, connect_nodes, wait_until
+from tests.conftest import ADMIN_TOKEN, TEST_RETRY_BASE_S, connect_nodes, peer_port, wait_until
 from vrm.node import Node, NodeConfig
 from vrm.node.intent_customer import CastRequest
 from vrm.node.intents import IntentsService, intents_of
@@ -47,6 +47,8 @@ class Market:
         mdns: bool = False,
         clock: Callable[[], float] = time.time,
         accept: str | None = None,
+        identity: Identity | None = None,
+        port: int = 0,
     ) -> Node:
         home = self.dir / name
         home.mkdir(parents=True, exist_ok=True)
@@ -57,7 +59,7 @@ class Market:
         config = NodeConfig(
             name=name,
             role=role,
-            listen_port=0,
+            listen_port=port,
             admin_port=0,
             categories=categories,
             accept_policy=accept,  # type: ignore[arg-type]
@@ -65,7 +67,7 @@ class Market:
         )
         node = Node(
             config,
-            Identity.generate(),
+            identity or Identity.generate(),
             store=SqliteStore(home / "vrm.db"),
             admin_token=ADMIN_TOKEN,
             clock=clock,
@@ -74,6 +76,20 @@ class Market:
         await node.start()
         self.nodes.append(node)
         return node
+
+    async def restart(self, node: Node) -> Node:
+        """Stop ``node`` and start it again on its key, database and peer port."""
+        await node.stop()
+        self.nodes.remove(node)
+        cfg = node.config
+        return await self.node(
+            cfg.name,
+            cfg.role,
+            categories=cfg.categories,
+            identity=node.identity,
+            port=peer_port(node),
+            clock=node.clock,
+        )
 
     async def close(self) -> None:
         for node in reversed(self.nodes):

@@ -420,3 +420,31 @@ async def test_a_replayed_intent_requeues_an_offer_a_crash_kept_from_the_outbox(
     assert await desk.outbox.wait_settled(offer.id, 10) is DeliveryState.DELIVERED
     # Same offer, same id: the customer holds it once.
     assert [o.id for o in await svc(alice).db.list_offers(rec.id)] == [offer.id]
+
+
+async def test_anonymous_intent_to_connected_vendors_survives_a_restart(
+    market: Market, eventually: Eventually
+) -> None:
+    alice = await market.node("alice")
+    avis = await market.node("avis", "vendor", categories=("car-rental",), rules=AVIS)
+    budget = await market.node("budget", "vendor", categories=("car-rental",), rules=BUDGET)
+    await connect_customer(alice, avis, budget)
+    rec, targets = await svc(alice).customer.cast(park_city(anonymous=True))
+    assert {t.via for t in targets} == {"relationship"}
+    offers = await wait_offers(alice, rec, 2)
+    # Each vendor now also knows an "anonymous" customer: the pseudonym, not alice.
+    for vendor in (avis, budget):
+        (seen,) = await svc(vendor).db.list_incoming()
+        assert seen.peer == rec.persona
+    # The pseudonym's key comes back from the node key and the stored salt.
+    alice = await market.restart(alice)
+    cheaper = min(offers, key=lambda o: o.price.value)
+    result = await svc(alice).customer.accept(cheaper.id, reveal=False, wait_s=5)
+    assert result["agreement"].complete
+    assert rec.persona in {p.did for p in result["agreement"].agreement.parties}
+
+    async def budget_closed() -> bool:
+        inc = await svc(budget).db.get_incoming(rec.id, rec.persona or "")
+        return inc is not None and inc.state is IntentState.CLOSED
+
+    await eventually(budget_closed, what="budget to hear the pseudonym's intent closed")
