@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from typing import Any
 
@@ -213,3 +214,58 @@ def test_load_intent_json_takes_a_body_a_message_or_a_draft() -> None:
         load_intent_json(b'{"category": "Car Rental", "text": "x"}', now=NOW)
     with pytest.raises(InvalidInput, match="JSON object"):
         load_intent_json(b"[]", now=NOW)
+
+
+_OK = "[[rule]]\nname = 'a'\ncategory = 'x'\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("decline = true\nwant = 3\n", "want must be a table"),
+        ("decline = true\nwhere = 3\n", "where must be a string"),
+        ("decline = true\nmin_days = 0\n", "min_days must be a whole number of days"),
+        ("decline = true\nmin_days = 5\nmax_days = 2\n", "max_days is smaller than min_days"),
+        ("decline = true\nseason = { from = 'soon' }\n", "season.from must be a date"),
+        ("decline = true\nseason = { until = 2027-01-01 }\n", "season must be a table"),
+        ("decline = true\nwithin_proffered = 'yes'\n", "within_proffered must be true or false"),
+        ("decline = true\nterms = [1]\n", "terms must be a string or a list of strings"),
+        ("decline = true\nterms = " + repr([f"t{i}" for i in range(17)]) + "\n", "at most 16"),
+        ("currency = 'USD'\nprice = 5\n", "price must be a table"),
+        ("currency = 'USD'\nprice = { items = 'n' }\n", "needs at least one of base"),
+        ("currency = 'USD'\nprice = { base = true }\n", "price.base must be an amount"),
+        ("currency = 'USD'\nprice = { base = 1, bonus = 2 }\n", "unknown key 'bonus' in price"),
+        ("currency = 'USD'\nprice = { base = 1 }\nmin_proffered = 'x'\n", "min_proffered"),
+    ],
+)
+def test_every_rule_key_is_checked(extra: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_rules(_OK + extra)
+    assert message in err.value.message
+    assert err.value.message.startswith("offers.toml:")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("defaults = 3\n", "defaults must be a table"),
+        ("rule = 3\n", "rules are written as [[rule]] tables"),
+        ("rule = [3]\n", "a rule must be a table"),
+        ("[[rule]]\ncategory = 'x'\n", "every rule needs a name"),
+        ("x" * (1024 * 1024 + 1), "larger than"),
+    ],
+)
+def test_file_shape_errors(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_rules(text)
+
+
+def test_want_values_may_be_written_as_toml_booleans_and_numbers() -> None:
+    rules = parse_rules(
+        "[[rule]]\nname = 'a'\ncategory = '*'\nwant = { gps = true, seats = 7 }\n"
+        "currency = 'JPY'\nprice = { base = 1000.4 }\n"
+    )
+    decision = evaluate(rules, intent(want={"gps": "True", "seats": "7"}), now=NOW)
+    assert decision.offer is not None and decision.offer.price == Money(
+        amount="1000", currency="JPY"
+    )
