@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -12,8 +13,10 @@ from vrm.cli.client import AdminClient
 from vrm.cli.discovery import connect_target, wait_connected
 from vrm.cli.main import cli, common
 from vrm.cli.params import DURATION
+from vrm.errors import ProtocolError
 from vrm.node.home import Home
 from vrm.protocol.invitation import INVITATION_PREFIX
+from vrm.protocol.relationship import CONTROL_TYPES
 
 __all__: list[str] = []
 
@@ -215,7 +218,10 @@ def channel(home: Home, as_json: bool, action: str, args: tuple[str, ...]) -> No
 def send(
     home: Home, as_json: bool, peer: str, text: str, reply_to: str | None, wait_s: int | None
 ) -> None:
-    """Send TEXT to PEER (name or did). It is queued durably, then delivered."""
+    """Send TEXT to PEER (name or did). It is queued durably, then delivered.
+
+    With --wait, exits 3 if the peer refused the message for good (failed/expired).
+    """
     client = AdminClient(home)
     item = client.post("/api/v1/messages", {"peer": peer, "text": text, "reply_to": reply_to})
     if wait_s:
@@ -225,11 +231,16 @@ def send(
     else:
         extra = f" ({item['last_error']})" if item["last_error"] else ""
         render.console.print(f"message {item['id']} {item['state']}{extra}")
+    if item["state"] in ("failed", "expired"):
+        # The peer refused it for good: a script must be able to tell.
+        sys.exit(ProtocolError.exit_status)
 
 
 @cli.command()
 @click.option("--peer", default=None, help="Only this peer (name or did).")
-@click.option("--all", "show_all", is_flag=True, help="Include messages you sent.")
+@click.option(
+    "--all", "show_all", is_flag=True, help="Include messages you sent and connection plumbing."
+)
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming new messages as they arrive.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @common
@@ -241,6 +252,7 @@ def inbox(
     With --json: a JSON array, or with --follow one JSON object per line.
     """
     client = AdminClient(home)
+    events = client.stream("/api/v1/events") if follow else iter(())
     msgs = client.get(
         "/api/v1/messages",
         peer=peer,
@@ -248,6 +260,9 @@ def inbox(
         direction=None if show_all else "in",
         mark_read="1",
     )
+    if not show_all:
+        # Relationship plumbing (requests, accepts) is not conversation.
+        msgs = [m for m in msgs if m["type"] not in CONTROL_TYPES]
     if as_json and not follow:
         render.emit_json(msgs)
         return
@@ -257,11 +272,14 @@ def inbox(
         if not msgs and not as_json:
             render.console.print("no messages")
         return
+    shown = {m["id"] for m in msgs}
     try:
-        for event in client.stream("/api/v1/events"):
-            if event.get("event") != "message" or (
-                peer and peer not in (event["peer"], event["name"])
-            ):
+        for event in events:
+            if event.get("event") != "message" or event["id"] in shown:
+                continue
+            if peer and peer not in (event["peer"], event["name"]):
+                continue
+            if not show_all and event["type"] in CONTROL_TYPES:
                 continue
             _print_message(event, as_json)
     except KeyboardInterrupt:

@@ -201,7 +201,7 @@ def run_demo(demo: Demo) -> None:
     res = demo.vrm(rentals, "send", "Alice", "We have a 4WD SUV for you.", "--wait", "10s")
     demo.check(res["state"] == "delivered", "the vendor's answer (a text) reaches Alice")
     demo.vrm(alice, "channel", "deny", "text", "Corner Bookshop")
-    spam = demo.vrm(books, "send", "Alice", "BUY BOOKS NOW", "--wait", "10s")
+    spam = demo.vrm(books, "send", "Alice", "BUY BOOKS NOW", "--wait", "10s", check=False)
     demo.check(
         spam["state"] == "failed" and "type_denied" in (spam["last_error"] or ""),
         "texts from the bookshop are refused once Alice denies them",
@@ -210,7 +210,7 @@ def run_demo(demo: Demo) -> None:
     _step("5. Alice blocks a channel outright")
     demo.vrm(alice, "channel", "block", "Corner Bookshop")
     before = demo.vrm(alice, "status", show=False)["messages_in"]
-    spam = demo.vrm(books, "send", "Alice", "Last chance!", "--wait", "10s")
+    spam = demo.vrm(books, "send", "Alice", "Last chance!", "--wait", "10s", check=False)
     after = demo.vrm(alice, "status", show=False)["messages_in"]
     demo.check(
         spam["state"] == "failed" and "blocked" in (spam["last_error"] or ""),
