@@ -29,7 +29,7 @@ from vrm.errors import (
 )
 from vrm.node.book import RelationshipBook
 from vrm.node.committer import GroupCommitter
-from vrm.node.limits import AddressLimiter, PeerLimits, source_key
+from vrm.node.limits import AddressLimiter, PeerLimits, RecentSources, source_key
 from vrm.protocol.envelope import (
     CLOCK_SKEW_S,
     Opened,
@@ -113,6 +113,14 @@ class Inbox:
         self._strangers = AddressLimiter(
             lim.strangers_per_min / 60.0, lim.strangers_per_min, max_tracked=lim.max_tracked
         )
+        # A small burst (6 s worth): each admitted stranger costs fsynced writes.
+        self._all_strangers = AddressLimiter(
+            lim.all_strangers_per_min / 60.0, lim.all_strangers_per_min / 10, max_tracked=1
+        )
+        self._untrusted = AddressLimiter(
+            lim.untrusted_envelopes_per_s, lim.untrusted_envelope_burst, max_tracked=1
+        )
+        self._trusted = RecentSources(lim.trust_ttl_s, max_tracked=lim.max_tracked)
         self.committer: GroupCommitter[Inbound, bool] = GroupCommitter(store.commit_inbound)
         self.stats = InboxStats()
 
@@ -126,8 +134,13 @@ class Inbox:
             if not self._requests.take(source, self._monotonic()):
                 raise RateLimited("too many requests from this address; retry later")
             envelopes = await self._read(request)
-            if not self._envelopes.take(source, self._monotonic(), len(envelopes)):
+            now = self._monotonic()
+            if not self._envelopes.take(source, now, len(envelopes)):
                 raise RateLimited("too many envelopes from this address; retry later")
+            if (source, now) not in self._trusted and not self._untrusted.take(
+                "*", now, len(envelopes)
+            ):
+                raise RateLimited("too many envelopes from unknown addresses; retry later")
         except ProtocolError as exc:
             self.stats.refused += 1
             self._on_error(f"inbox: {exc.code}: {exc.message}")
@@ -199,6 +212,10 @@ class Inbox:
                 else:
                     acks[i] = self._refuse(Replayed("message id already received"), inb.id)
             self.stats.accepted += len(delivered)
+            # Only a relationship can get anything but a connection request admitted:
+            # its address skips the budget strangers share (see PeerLimits).
+            if any(inb.type != "connect.request" for _, inb in delivered):
+                self._trusted.add(source, self._monotonic())
             if delivered:
                 self._on_delivered(delivered)
         return [a for a in acks if a is not None]
@@ -215,8 +232,12 @@ class Inbox:
         rel = await self._book.get(opened.sender)
         msg_type = opened.message.type
         admit(rel.state if rel else None, rel.channel if rel else None, msg_type)
-        if rel is None and not self._strangers.take(source, self._monotonic()):
-            raise RateLimited("too many connection requests from this address; retry later")
+        if rel is None:
+            now_m = self._monotonic()
+            if not self._strangers.take(source, now_m):
+                raise RateLimited("too many connection requests from this address; retry later")
+            if not self._all_strangers.take("*", now_m):
+                raise RateLimited("too many connection requests just now; retry later")
         if rel is None or msg_type in CONTROL_TYPES:
             return
         bucket = self._buckets.get(rel.did)

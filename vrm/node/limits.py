@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 
 from vrm.errors import ConfigError
 
-__all__ = ["AddressLimiter", "PeerLimits", "source_key"]
+__all__ = ["AddressLimiter", "PeerLimits", "RecentSources", "source_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,14 +26,29 @@ class PeerLimits:
     flight per peer, so even a busy peer on loopback stays well below this."""
     request_burst: int = 400
     """Requests an address may make at once after being quiet."""
-    envelopes_per_s: float = 2_000.0
-    """Sustained envelopes per source address: each costs an X25519 open before the
-    sender is known, so this caps the crypto a stranger can buy."""
-    envelope_burst: int = 8_192
-    """Envelopes at once: 32 full batches, a backlog drains without waiting."""
+    envelopes_per_s: float = 1_000.0
+    """Sustained envelopes per source address: each costs an X25519 open (~60 us)
+    before the sender is known, so one address can buy at most ~6% of a core."""
+    envelope_burst: int = 2_048
+    """Envelopes at once: 8 full batches, so a peer's backlog starts at full speed."""
+    untrusted_envelopes_per_s: float = 2_000.0
+    """Sustained envelopes from all addresses that have not lately delivered a message
+    from a relationship, together. A flood from many addresses shares this budget,
+    while the addresses of known peers bypass it (they keep their own limits)."""
+    untrusted_envelope_burst: int = 4_096
+    """Envelopes at once in that shared budget."""
+    trust_ttl_s: float = 3_600.0
+    """How long an address counts as a known peer's after it delivered a message from
+    an established relationship."""
     strangers_per_min: float = 30.0
     """Connection requests from unknown senders per source address and minute: each
     one stores a pending request, so this bounds what a stranger can make us store."""
+    all_strangers_per_min: float = 60.0
+    """Connection requests from unknown senders per minute from all addresses together
+    (86,400 new relationships a day). Each costs several fsynced commits (~6 ms each
+    on a VM disk) and, where the policy accepts, an answer to whatever endpoint the
+    stranger named. The burst is a tenth of this. Refused requests are retried by
+    honest senders, so a rush of new customers is spread out, not lost."""
     header_timeout_s: float = 20.0
     """A connection must finish its request line and headers within this (and idle
     kept-alive connections close after it): Apache's mod_reqtimeout default."""
@@ -84,6 +99,26 @@ class _Bucket:
     def __init__(self, tokens: float, updated: float) -> None:
         self.tokens = tokens
         self.updated = updated
+
+
+class RecentSources:
+    """Source keys seen doing something good lately, each for ``ttl_s``; bounded LRU."""
+
+    def __init__(self, ttl_s: float, *, max_tracked: int = 65_536) -> None:
+        self._ttl = ttl_s
+        self._max = max_tracked
+        self._until: OrderedDict[str, float] = OrderedDict()
+
+    def add(self, key: str, now: float) -> None:
+        self._until[key] = now + self._ttl
+        self._until.move_to_end(key)
+        if len(self._until) > self._max:
+            self._until.popitem(last=False)
+
+    def __contains__(self, item: tuple[str, float]) -> bool:
+        key, now = item
+        until = self._until.get(key)
+        return until is not None and now <= until
 
 
 class AddressLimiter:
