@@ -234,6 +234,9 @@ def _grant_rows(grants: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
             _when(g["created"]),
             _when(g["until"]) or "-",
             g["state"],
+            "\n".join(
+                f"{', '.join(r['paths'])} {r['reason']} {_when(r['at'])}" for r in g["receipts"]
+            ),
         )
         for g in grants
     ]
@@ -251,7 +254,7 @@ def grants(home: Home, as_json: bool, peer: str | None, show_all: bool) -> None:
         return
     render.table(
         "Grants",
-        ["grant", "", "peer", "fields", "purpose", "since", "until", "state"],
+        ["grant", "", "peer", "fields", "purpose", "since", "until", "state", "deletion receipts"],
         _grant_rows(data),
     )
 
@@ -285,10 +288,12 @@ def revoke(home: Home, as_json: bool, args: tuple[str, ...], peer: str | None) -
         render.emit_json(done)
         return
     for g in done:
-        render.console.print(
-            f"revoked {', '.join(fields) or 'all of'} grant {g['id'][:12]} ({g['name']}): now {g['state']};"
-            " the vendor's deletion receipt will show in `vrm grants --all`"
-        )
+        who = f"{g['name'] or render.short_did(g['peer'])}, grant {g['id'][:12]}"
+        if g["state"] == "active":
+            line = f"revoked {', '.join(fields)} ({who}); it still holds {', '.join(g['paths'])}"
+        else:
+            line = f"revoked {', '.join(g['paths'])} ({who})"
+        render.console.print(line + "; the vendor's signed deletion receipt follows")
 
 
 # -- vendor side -------------------------------------------------------------------------------

@@ -483,7 +483,7 @@ class DataService:
                     )
                 done += 1
             # a share and its revoke in one batch: the share's history row landed after
-            await self.db.purge_messages()
+            await self.db.purge_messages(ended_since=self.now() - 2 * SWEEP_MAX_SLEEP_S)
         return done
 
     async def _sweep_loop(self) -> None:

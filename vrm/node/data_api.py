@@ -176,7 +176,13 @@ class DataApi:
             state=None if q.get("all") == "1" else "active",
         )
         names = await self._names()
-        return _json([grant_view(g, names) for g in grants])
+        receipts: dict[str, list[dict[str, Any]]] = {}
+        for e in await self.svc.db.events([g.id for g in grants if g.direction == "out"]):
+            if e.type == "deleted" and e.receipt:
+                receipts.setdefault(e.grant_id, []).append(
+                    {"paths": list(e.paths), "at": e.at, "reason": e.detail}
+                )
+        return _json([{**grant_view(g, names), "receipts": receipts.get(g.id, [])} for g in grants])
 
     async def share(self, request: web.Request) -> web.Response:
         data = await _body(request)

@@ -205,24 +205,37 @@ class DataStore:
         )
         return int(row[0])
 
-    async def purge_messages(self, *, ended_only: bool = True, grant_id: str | None = None) -> int:
+    async def purge_messages(
+        self, *, grant_id: str | None = None, ended_since: float | None = None
+    ) -> int:
         """Delete the inbound history copies of shared values (the messages table).
 
         The values live in ``held_values``; once a grant ends, the signed messages
-        that carried them must not keep them either. With ``grant_id``: that grant's.
+        that carried them must not keep them either. Either one grant's, or those of
+        grants (from others) that ended since a time.
         """
-        where = "g.id=?" if grant_id else "g.state != 'active'"
-        args = (grant_id,) if grant_id else ()
-        async with self.sql.transaction() as db:
-            cur = await db.execute(
-                "DELETE FROM messages WHERE direction='in'"
-                " AND type IN ('grant.share', 'grant.update') AND id IN ("
-                "  SELECT m.id FROM messages m JOIN grants g"
-                "  ON g.id = json_extract(CAST(m.message AS TEXT), '$.body.grant')"
-                f"  WHERE m.direction='in' AND g.direction='in' AND {where})",
-                args,
+        if grant_id is not None:
+            rows = await self.sql.fetch_all(
+                "SELECT id, peer FROM grants WHERE id=? AND direction='in'", (grant_id,)
             )
-            return int(cur.rowcount)
+        else:
+            rows = await self.sql.fetch_all(
+                "SELECT id, peer FROM grants WHERE direction='in' AND state != 'active'"
+                " AND ended >= ?",
+                (ended_since or 0.0,),
+            )
+        removed = 0
+        async with self.sql.transaction() as db:
+            for gid, peer in rows:
+                # messages_peer(peer, direction, read) narrows this to one customer's mail
+                cur = await db.execute(
+                    "DELETE FROM messages WHERE peer=? AND direction='in'"
+                    " AND type IN ('grant.share', 'grant.update')"
+                    " AND json_extract(CAST(message AS TEXT), '$.body.grant')=?",
+                    (peer, gid),
+                )
+                removed += int(cur.rowcount)
+        return removed
 
     # -- agreements ---------------------------------------------------------------------
 
