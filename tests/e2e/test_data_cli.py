@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.e2e.conftest import Pair, describe, parse_json, run_vrm, wait_until
+from tests.e2e.conftest import NodeFactory, Pair, describe, parse_json, run_vrm, wait_until
 
 
 def test_share_update_and_verify_the_agreement_offline(connected: Pair, tmp_path: Path) -> None:
@@ -67,3 +67,23 @@ def test_share_update_and_verify_the_agreement_offline(connected: Pair, tmp_path
 
     res = run_vrm("verify", str(tmp_path / "missing.json"))
     assert res.returncode == 2, describe(res)
+
+
+def test_connect_fails_naming_the_required_terms_the_vendor_refuses(vrm_nodes: NodeFactory) -> None:
+    alice, bob = vrm_nodes.many(("alice", "person"), ("bob", "vendor"), start=False)
+    with (alice.home / "config.toml").open("a") as f:
+        f.write('\n[terms]\nproffer = ["P2B1", "PDC-AI"]\nrequire = ["PDC-AI"]\n')
+    with (bob.home / "config.toml").open("a") as f:
+        f.write('\n[terms]\nrefuse = ["PDC-AI"]\n')
+    alice.start()
+    bob.start()
+    assert bob.json("terms")["policy"]["refuse"] == ["PDC-AI"]
+    invitation = bob.json("invite", "--no-qr")["invitation"]
+
+    res = alice.vrm("connect", invitation)
+
+    assert res.returncode == 3, describe(res)
+    assert "error [refused] bob did not connect: refused required terms: PDC-AI" in res.stderr
+    assert "P2B1" not in res.stderr
+    assert alice.state_of(bob) == "rejected"
+    assert alice.json("agreements") == [] and bob.json("agreements") == []
