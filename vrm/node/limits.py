@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from vrm.errors import ConfigError
+from vrm.protocol.framing import MAX_BATCH
 
 __all__ = ["AddressLimiter", "PeerLimits", "RecentSources", "source_key"]
 
@@ -57,6 +58,14 @@ class PeerLimits:
     so a slower body would be abandoned by an honest sender anyway."""
     max_tracked: int = 65_536
     """Source addresses remembered; the least recently seen are forgotten past this."""
+
+    def __post_init__(self) -> None:
+        # A batch is charged whole: a burst smaller than a full batch could never pass.
+        for name in ("envelope_burst", "untrusted_envelope_burst"):
+            if getattr(self, name) < MAX_BATCH:
+                raise ConfigError(f"limits.{name} must be at least {MAX_BATCH} (one full batch)")
+        if self.request_burst < 1:
+            raise ConfigError("limits.request_burst must be at least 1")
 
     @classmethod
     def from_config(cls, section: Mapping[str, object]) -> PeerLimits:
