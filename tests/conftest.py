@@ -155,9 +155,31 @@ async def connect_nodes(a: Node, b: Node) -> tuple[Relationship, Relationship]:
         )
 
     await wait_until(both_active, what=f"{a.config.name} and {b.config.name} to connect")
+    await wait_until(
+        lambda: terms_settled(a, b), what=f"{a.config.name} and {b.config.name} to sign terms"
+    )
     ab, ba = await a.book.get(b.identity.did), await b.book.get(a.identity.did)
     assert ab is not None and ba is not None
     return ab, ba
+
+
+async def terms_settled(a: Node, b: Node) -> bool:
+    """A person and a vendor that connect also sign a "terms" agreement (docs/terms.md):
+    true once both hold it complete, or when no terms are proffered between them."""
+    from vrm.node.data import DataService
+
+    person, vendor = (a, b) if a.config.role == "person" else (b, a)
+    svc = {type(s): s for s in person.services}.get(DataService)
+    other = {type(s): s for s in vendor.services}.get(DataService)
+    if vendor.config.role != "vendor" or person.config.role != "person":
+        return True
+    if not isinstance(svc, DataService) or not isinstance(other, DataService):
+        return True
+    if not svc.policy.proffer:
+        return True
+    mine = await svc.db.current_terms(vendor.identity.did)
+    theirs = await other.db.current_terms(person.identity.did)
+    return mine is not None and theirs is not None and mine.id == theirs.id
 
 
 @pytest.fixture
