@@ -62,7 +62,7 @@ class Transport:
             async with self._session.post(
                 inbox_url(endpoint), data=body, headers={"Content-Type": BATCH_CONTENT_TYPE}
             ) as resp:
-                reply = await resp.content.read(MAX_REPLY_BYTES + 1)
+                reply = await _read_reply(resp)
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise Unreachable(f"{endpoint}: {type(exc).__name__}: {exc}") from exc
@@ -72,6 +72,24 @@ class Transport:
         if len(acks) != len(envelopes):
             raise Malformed(f"{endpoint} acknowledged {len(acks)} of {len(envelopes)} envelopes")
         return acks
+
+
+async def _read_reply(resp: aiohttp.ClientResponse) -> bytes:
+    """The whole reply body, however many reads it takes; ``Malformed`` past the cap.
+
+    (``content.read(n)`` returns what has arrived so far: an ack list longer than
+    one TCP segment would be cut short.)
+    """
+    if resp.content_length is not None and resp.content_length > MAX_REPLY_BYTES:
+        raise Malformed(f"inbox reply of {resp.content_length} bytes (max {MAX_REPLY_BYTES})")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > MAX_REPLY_BYTES:
+            raise Malformed(f"inbox reply longer than {MAX_REPLY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _whole_request_error(endpoint: str, status: int, reply: bytes) -> ProtocolError | Unreachable:
