@@ -317,7 +317,10 @@ def check_endpoint(url: str) -> str:
 
 
 def _check_endpoint(url: str, error: type[Malformed] | type[InvalidInput]) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": a record may hold any text
+        raise error(f"endpoint {url[:80]!r} is not a URL") from exc
     if (
         len(url) > MAX_ENDPOINT_CHARS
         or parts.scheme not in ("http", "https")
