@@ -184,6 +184,8 @@ def _parse(data: bytes) -> dict[str, Any]:
         )
     if not isinstance(archive.get("tables"), dict):
         raise InvalidInput("archive has no tables")
+    if not isinstance(archive.get("node"), dict):
+        raise InvalidInput("archive has no node section")
     return archive
 
 
@@ -206,7 +208,10 @@ def _restored_config(archive: dict[str, Any], listen: tuple[str, int], admin_por
     if not isinstance(data, dict):
         raise InvalidInput("archive has no config")
     data = json.loads(json.dumps(data))
-    peer = data.setdefault("peer", {})
+    for section in ("peer", "admin"):
+        if not isinstance(data.setdefault(section, {}), dict):
+            raise InvalidInput(f"archive config [{section}] is not a table")
+    peer = data["peer"]
     peer["host"], peer["port"] = listen
     peer.pop("public_urls", None)  # a restored node lives at a new address
     data.setdefault("admin", {})["port"] = admin_port
