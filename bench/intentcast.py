@@ -10,7 +10,7 @@ stops when the person has stored the N-th offer (its ``offer`` event, published
 after the offer is committed). mDNS is off: the vendors are connected ones.
 
     .venv/bin/python bench/intentcast.py [--vendors 200] [--runs 1] [--json-out FILE]
-                                        [--synchronous full|normal]
+                                        [--synchronous full|normal] [--gc-freeze]
 
 ``--json-out`` writes ``{"vendors": N, "seconds": S}`` (S: the best run) plus details.
 """
