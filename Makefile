@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/vrm demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check vrm tests bench scripts
-	$(BIN)/ruff format --check vrm tests bench scripts
+	$(BIN)/ruff check vrm tests bench scripts fuzz
+	$(BIN)/ruff format --check vrm tests bench scripts fuzz
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -33,5 +33,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/seal_open.py
 	$(BIN)/python bench/messaging.py
 
+# Coverage-guided fuzzing of the envelope and batch parsers (CI runs 10 s of each).
+# The corpus grows in .fuzz/; a crash is saved there as crash-<sha1> and stops the run.
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	mkdir -p .fuzz/envelope .fuzz/batch
+	$(BIN)/python fuzz/fuzz_envelope.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.fuzz/ .fuzz/envelope fuzz/seeds/envelope
+	$(BIN)/python fuzz/fuzz_batch.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.fuzz/ .fuzz/batch fuzz/seeds/batch
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .fuzz

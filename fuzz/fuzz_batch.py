@@ -1,0 +1,35 @@
+"""Coverage-guided fuzzing of the batch framing and ack parsers (atheris/libFuzzer).
+
+    python fuzz/fuzz_batch.py [CORPUS_DIR ...] [-max_total_time=SECONDS]
+
+First byte even: the rest is a batch body for ``decode_batch``; whatever decodes must
+encode back to the same bytes (one framing per batch). Odd: the rest is an inbox reply
+for ``decode_acks``. Any exception other than a ``ProtocolError`` is a crash.
+"""
+
+from __future__ import annotations
+
+import atheris
+from _common import run
+
+with atheris.instrument_imports(include=["vrm"]):
+    from vrm.errors import ProtocolError
+    from vrm.protocol.framing import decode_acks, decode_batch, encode_batch
+
+
+def test_one_input(data: bytes) -> None:
+    if not data:
+        return
+    body = data[1:]
+    try:
+        if data[0] & 1:
+            decode_acks(body)
+            return
+        envelopes = decode_batch(body)
+    except ProtocolError:
+        return
+    assert encode_batch(envelopes) == body
+
+
+if __name__ == "__main__":
+    run(test_one_input)
