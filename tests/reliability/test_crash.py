@@ -252,9 +252,11 @@ async def test_sender_killed_mid_outbox_resumes_and_delivers_each_acknowledged_s
     assert integrity_check(sender.db_path) == "ok"
     assert integrity_check(nodes.db(receiver)) == "ok"
     figures.add("send calls confirmed by the admin API", len(acked))
-    figures.add("send calls cut off by a kill (state unknown to the caller)", len(unsure))
     figures.add(
-        "of those, delivered anyway (committed before the kill)", len(unsure & set(by_text))
+        "send calls that failed while the sender was dead (caller cannot know)", len(unsure)
+    )
+    figures.add(
+        "of those, delivered anyway (committed just before the kill)", len(unsure & set(by_text))
     )
     figures.add("kill -9 of the sender", sender.kills)
     figures.add("queued at the first kill", queued_at_kill)
