@@ -353,9 +353,7 @@ class Node:
         if self.config.listen_host in ("0.0.0.0", "::", ""):
             hosts = self.host_addresses or ("127.0.0.1",)
         scheme = "https" if self.config.tls_cert else "http"
-        return tuple(
-            f"{scheme}://{f'[{h}]' if ':' in h else h}:{self._peer_port}" for h in hosts
-        )
+        return tuple(f"{scheme}://{f'[{h}]' if ':' in h else h}:{self._peer_port}" for h in hosts)
 
     @property
     def peer_port(self) -> int:
