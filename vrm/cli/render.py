@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["ago", "console", "emit_json", "error", "json_line", "kv", "short_did", "table"]
@@ -24,7 +25,8 @@ def emit_json(data: Any) -> None:
 def error(code: str, message: str, *, as_json: bool) -> None:
     if as_json:
         emit_json({"code": code, "error": message})
-    _err.print(f"[bold red]error[/] [dim]\\[{code}][/] {message}")
+    # The message is plain text: "[dns.publish]" must not be read as rich markup.
+    _err.print(f"[bold red]error[/] [dim]\\[{code}][/] {escape(message)}")
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
