@@ -9,6 +9,8 @@ behind unless ``--keep`` is given.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import os
 import shlex
@@ -18,7 +20,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,16 @@ class Demo:
         self.results.append((what, "ok"))
         render.console.print(f"  [green]✓[/] {what}")
 
-    def start(self, key: str, name: str, role: str, *extra: str) -> DemoNode:
+    def start(
+        self,
+        key: str,
+        name: str,
+        role: str,
+        *extra: str,
+        config: str = "",
+        files: dict[str, str] | None = None,
+    ) -> DemoNode:
+        """``vrm init`` a home (plus ``config`` TOML and ``files``), then ``vrm serve`` it."""
         port = _free_port()
         node = DemoNode(key, name, role, self.root / key, port)
         self.nodes[key] = node
@@ -95,6 +105,11 @@ class Demo:
             *extra,
         )
         node.did = init["did"]
+        if config:
+            with (node.home / "config.toml").open("a") as f:
+                f.write("\n" + config.strip() + "\n")
+        for filename, text in (files or {}).items():
+            (node.home / filename).write_text(text)
         env = {**os.environ, "VRM_HOME": str(node.home)}
         node.proc = subprocess.Popen(
             [sys.executable, "-m", "vrm", "serve", "--json", "--log-level", "warning"],
@@ -103,6 +118,7 @@ class Demo:
             stderr=subprocess.DEVNULL,
             text=True,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         assert node.proc.stdout is not None
         line = node.proc.stdout.readline()
@@ -127,12 +143,23 @@ class Demo:
                     node.proc.wait()
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the demo dies, even by SIGKILL (Linux prctl)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+#: prctl(2) option: the signal sent to this process when its parent exits.
+_PR_SET_PDEATHSIG = 1
+
+
 def _summary(data: Any) -> str:
     """One line of what a command returned, for the narration."""
     if isinstance(data, list):
         return f"{len(data)} item(s)"
     if isinstance(data, dict):
-        keys = ("state", "name", "did", "last_error")
+        keys = ("state", "name", "did", "last_error", "code", "error")
         parts = [f"{k}={data[k]}" for k in keys if data.get(k)]
         return ", ".join(parts) or ", ".join(sorted(data))[:100]
     return str(data)
@@ -144,106 +171,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(demo: Demo, node: DemoNode, cond: Any, what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise DemoFailed(f"timed out waiting for {what} on {node.name}")
-
-
-def _step(title: str) -> None:
-    render.console.rule(f"[bold]{title}")
-
-
-def _connect(demo: Demo, a: DemoNode, b: DemoNode) -> None:
-    """``a`` connects to ``b`` with an invitation from ``b``."""
-    inv = demo.vrm(b, "invite", "--uses", "1", "--expires", "1h")["invitation"]
-    render.console.print(f"  [dim]{inv[:60]}…[/]")
-    demo.vrm(a, "connect", inv)
-
-    def active() -> bool:
-        rels = demo.vrm(a, "relationships", show=False)
-        return any(r["did"] == b.did and r["state"] == "active" for r in rels)
-
-    _wait(demo, a, active, f"relationship with {b.name}")
-    demo.check(True, f"{a.name} and {b.name} are connected (keys pinned both ways)")
-
-
-def run_demo(demo: Demo) -> None:
-    _step("1. Start four real nodes on loopback")
-    alice = demo.start("alice", "Alice", "person")
-    bob = demo.start("bob", "Bob", "person")
-    rentals = demo.start("rentals", "Park City Rentals", "vendor", "--category", "car-rental")
-    books = demo.start("books", "Corner Bookshop", "vendor", "--category", "books")
-
-    _step("2. Alice connects to vendors and to her friend Bob, by invitation")
-    for peer in (rentals, books, bob):
-        _connect(demo, alice, peer)
-
-    _step("3. Alice and Bob message each other directly")
-    sent = demo.vrm(alice, "send", "Bob", "Dinner on Friday?", "--wait", "10s")
-    demo.check(sent["state"] == "delivered", "Alice's message is delivered to Bob")
-    inbox = demo.vrm(bob, "inbox")
-    parent = next(m for m in inbox if m["type"] == "text")
-    demo.check(
-        parent["message"]["body"]["text"] == "Dinner on Friday?", "Bob reads it, signed by Alice"
-    )
-    reply = demo.vrm(bob, "send", "Alice", "Yes! 7pm?", "--reply-to", parent["id"], "--wait", "10s")
-    demo.check(reply["state"] == "delivered", "Bob's threaded reply is delivered")
-    got = [m for m in demo.vrm(alice, "inbox") if m["type"] == "text"]
-    demo.check(got[-1]["thid"] == parent["id"], "Alice sees the reply threaded under her message")
-
-    _step("4. Alice decides what each channel may carry")
-    demo.vrm(alice, "send", "Park City Rentals", "Can I bring a ski rack?", "--wait", "10s")
-    res = demo.vrm(rentals, "send", "Alice", "We have a 4WD SUV for you.", "--wait", "10s")
-    demo.check(res["state"] == "delivered", "the vendor's answer (a text) reaches Alice")
-    demo.vrm(alice, "channel", "deny", "text", "Corner Bookshop")
-    spam = demo.vrm(books, "send", "Alice", "BUY BOOKS NOW", "--wait", "10s", check=False)
-    demo.check(
-        spam["state"] == "failed" and "type_denied" in (spam["last_error"] or ""),
-        "texts from the bookshop are refused once Alice denies them",
-    )
-
-    _step("5. Alice blocks a channel outright")
-    demo.vrm(alice, "channel", "block", "Corner Bookshop")
-    before = demo.vrm(alice, "status", show=False)["messages_in"]
-    spam = demo.vrm(books, "send", "Alice", "Last chance!", "--wait", "10s", check=False)
-    after = demo.vrm(alice, "status", show=False)["messages_in"]
-    demo.check(
-        spam["state"] == "failed" and "blocked" in (spam["last_error"] or ""),
-        "the blocked vendor's message is refused with code blocked",
-    )
-    demo.check(after == before, "and nothing from it is stored at Alice's node")
-
-    _step("6. Status of every node")
-    rows = []
-    for node in demo.nodes.values():
-        st = demo.vrm(node, "status", show=False)
-        rows.append(
-            (
-                node.name,
-                node.role,
-                st["relationships"],
-                st["messages_in"],
-                st["messages_out"],
-                st["outbox_depth"],
-                st["outbox_failed"],
-            )
-        )
-    render.table(None, ["node", "role", "relationships", "in", "out", "queued", "failed"], rows)
-
-
 @cli.command()
 @click.option("--keep", is_flag=True, help="Leave the nodes running and print how to use them.")
 def demo(keep: bool) -> None:
     """Run real nodes on loopback and walk through the VRM flows, checking each step."""
     root = Path(tempfile.mkdtemp(prefix="vrm-demo-"))
+    render.console.print(f"Node homes in {root} (removed at the end)")
     d = Demo(root)
     ok = False
     try:
+        from vrm.cli.demo_story import run_demo
+
         with _interrupts_raise():
             run_demo(d)
         ok = True
@@ -252,7 +190,9 @@ def demo(keep: bool) -> None:
     except KeyboardInterrupt:
         render.console.print("[yellow]interrupted; cleaning up[/]")
     except Exception as exc:  # report, clean up, exit 1: never leave nodes behind
-        render.console.print(f"[bold red]demo crashed:[/] {type(exc).__name__}: {exc}")
+        render.console.print(f"[bold red]demo crashed:[/] {type(exc).__name__}: {exc!r}")
+        if os.environ.get("VRM_DEMO_DEBUG"):
+            raise
     finally:
         if not (keep and ok):
             d.stop_all()
