@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -415,6 +416,17 @@ async def test_unread_counts_and_mark_read(store: Store) -> None:
     await store.commit_inbound([inbound("a3")])
     await store.mark_read(None)
     assert [r.unread for r in await store.list_relationships()] == [0, 0]
+
+
+async def test_relationship_plumbing_arrives_read(store: Store) -> None:
+    """A connect.accept is stored but is not something the owner has to read."""
+    await store.put_relationship(relationship(ALICE, created=1.0))
+    accept = replace(inbound("acc"), type="connect.accept")
+    await store.commit_inbound([accept, inbound("t1")])
+    (rel,) = await store.list_relationships()
+    assert rel.unread == 1
+    msgs = await store.list_messages(peer=ALICE, after_seq=0, limit=10, direction="in")
+    assert {m.type: m.read for m in msgs} == {"connect.accept": True, "text": False}
 
 
 # -- messages -------------------------------------------------------------------------

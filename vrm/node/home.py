@@ -90,9 +90,6 @@ class Home:
         self.require()
         return NodeConfig.from_toml((self.path / CONFIG).read_text())
 
-    def write_config(self, cfg: NodeConfig) -> None:
-        (self.path / CONFIG).write_text(render_config(cfg))
-
     def check_permissions(self) -> None:
         """Refuse to run with secrets that other users can read."""
         self.require()

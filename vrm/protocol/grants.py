@@ -21,7 +21,7 @@ from vrm.protocol.messages import (
     Timestamp,
     register,
 )
-from vrm.protocol.relationship import allow_by_default
+from vrm.protocol.relationship import allow_by_default, mark_quiet
 
 __all__ = [
     "AgreementSign",
@@ -129,6 +129,7 @@ allow_by_default(
 allow_by_default(
     ["grant.deleted", "terms.accept", "terms.refuse"], receiver="person", sender="vendor"
 )
+mark_quiet(["terms.proffer", "terms.accept", "terms.refuse", "agreement.sign"])
 # Friends share with each other too (no terms between persons).
 allow_by_default(
     ["grant.share", "grant.update", "grant.revoke", "grant.deleted"],

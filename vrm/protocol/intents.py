@@ -19,7 +19,7 @@ from vrm.errors import Conflict, IntentClosed, InvalidInput
 from vrm.protocol.agreement import Agreement
 from vrm.protocol.identity import Identity
 from vrm.protocol.messages import Body, LongText, MessageId, ShortStr, Timestamp, register
-from vrm.protocol.relationship import allow_by_default
+from vrm.protocol.relationship import allow_by_default, mark_quiet
 
 __all__ = [
     "MAX_INTENT_TTL_S",
@@ -213,6 +213,7 @@ class VendorCategories(Body, frozen=True, kw_only=True):
     categories: Annotated[list[Category], msgspec.Meta(max_length=MAX_CATEGORIES)]
 
 
+mark_quiet(["vendor.categories"])
 # A person casts to vendors and answers their offers; vendors answer intents. Vendors
 # also take intents from vendors (a business buying), and tell each other categories.
 allow_by_default(["intent", "offer.accept", "intent.closed"], receiver="vendor", sender="person")

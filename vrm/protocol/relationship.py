@@ -22,6 +22,8 @@ __all__ = [
     "allow_by_default",
     "default_allowed",
     "default_channel",
+    "is_quiet",
+    "mark_quiet",
     "transition",
 ]
 
@@ -114,6 +116,22 @@ _DEFAULT_RATE: dict[tuple[str, str], int] = {
     ("vendor", "person"): 600,
     ("vendor", "vendor"): 600,
 }
+
+
+_QUIET: set[str] = set(CONTROL_TYPES)
+
+
+def mark_quiet(types: Iterable[str]) -> None:
+    """Declare message types that run a relationship rather than speak to its owner.
+
+    They are stored like any other message but arrive already read, so unread
+    counts only what a person would want to look at. Called at import time.
+    """
+    _QUIET.update(types)
+
+
+def is_quiet(msg_type: str) -> bool:
+    return msg_type in _QUIET
 
 
 def default_allowed(my_role: str, their_role: str) -> frozenset[str]:

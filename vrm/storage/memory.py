@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from vrm.errors import StorageError
-from vrm.protocol.relationship import RelState
+from vrm.protocol.relationship import RelState, is_quiet
 from vrm.storage.base import (
     DeliveryState,
     Inbound,
@@ -52,7 +52,7 @@ def _received(item: Inbound) -> StoredMessage:
         thid=item.thid,
         created=item.created,
         at=item.received_at,
-        read=False,
+        read=is_quiet(item.type),
         message=item.message,
     )
 

@@ -19,7 +19,7 @@ import aiosqlite
 import msgspec
 
 from vrm.errors import StorageError
-from vrm.protocol.relationship import Channel, RelState
+from vrm.protocol.relationship import Channel, RelState, is_quiet
 from vrm.storage.base import (
     DeliveryState,
     Inbound,
@@ -377,9 +377,12 @@ def _commit_inbound(conn: sqlite3.Connection, items: Sequence[Inbound]) -> list[
     # An id that prune forgot may come back; it must not fail the batch or
     # overwrite the history row (possibly another peer's) that holds it.
     conn.executemany(
-        "INSERT INTO messages(id, direction, peer, type, thid, created, at, message)"
-        " VALUES (?, 'in', ?, ?, ?, ?, ?, ?) ON CONFLICT (direction, id) DO NOTHING",
-        [(i.id, i.peer, i.type, i.thid, i.created, i.received_at, i.message) for i in fresh],
+        "INSERT INTO messages(id, direction, peer, type, thid, created, at, read, message)"
+        " VALUES (?, 'in', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (direction, id) DO NOTHING",
+        [
+            (i.id, i.peer, i.type, i.thid, i.created, i.received_at, is_quiet(i.type), i.message)
+            for i in fresh
+        ],
     )
     last_seen: dict[str, float] = {}
     for i in items:
