@@ -26,7 +26,7 @@ from vrm.errors import VrmError
 from vrm.node.config import NodeConfig
 from vrm.node.home import Home, default_home
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "load_commands", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -257,9 +257,13 @@ def stop(home: Home, as_json: bool) -> None:
         render.console.print("node is stopping")
 
 
-def main() -> None:
-    from vrm.cli import commands, data, demo, discovery, intents  # noqa: F401  (they register their commands)
+def load_commands() -> None:
+    """Import the modules that register commands on ``cli`` (kept out of import time)."""
+    from vrm.cli import commands, data, demo, discovery, intents  # noqa: F401
 
+
+def main() -> None:
+    load_commands()
     cli(prog_name="vrm")
 
 
