@@ -137,6 +137,7 @@ class Cluster:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=self.env,
+            cwd=self.root,  # `-m vrm` puts the cwd first on sys.path: not a checkout
         )
         out, err = await proc.communicate()
         if proc.returncode != 0:
@@ -188,6 +189,7 @@ class Cluster:
             stdout=subprocess.PIPE,
             stderr=log,
             env=self.env,
+            cwd=self.root,
             start_new_session=True,  # Ctrl-C reaches only us; we stop the nodes
         )
         log.close()
