@@ -418,6 +418,16 @@ async def test_unread_counts_and_mark_read(store: Store) -> None:
     assert [r.unread for r in await store.list_relationships()] == [0, 0]
 
 
+async def test_newest_lists_the_last_messages_oldest_first(store: Store) -> None:
+    """`vrm inbox` shows the latest messages, still in arrival order."""
+    await store.put_relationship(relationship(ALICE, created=1.0))
+    await store.commit_inbound([inbound(f"m{i}", at=100.0 + i) for i in range(5)])
+    first = await store.list_messages(peer=ALICE, after_seq=0, limit=2, direction="in")
+    last = await store.list_messages(peer=ALICE, after_seq=0, limit=2, direction="in", newest=True)
+    assert [m.id for m in first] == ["m0", "m1"]
+    assert [m.id for m in last] == ["m3", "m4"]
+
+
 async def test_relationship_plumbing_arrives_read(store: Store) -> None:
     """A connect.accept is stored but is not something the owner has to read."""
     await store.put_relationship(relationship(ALICE, created=1.0))

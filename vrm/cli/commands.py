@@ -247,7 +247,7 @@ def send(
 def inbox(
     home: Home, as_json: bool, peer: str | None, show_all: bool, follow: bool, limit: int
 ) -> None:
-    """Show received messages (and mark them read); --follow streams new ones.
+    """Show the latest received messages (and mark them read); --follow streams new ones.
 
     With --json: a JSON array, or with --follow one JSON object per line.
     """
@@ -259,6 +259,7 @@ def inbox(
         limit=limit,
         direction=None if show_all else "in",
         mark_read="1",
+        latest="1",
     )
     if not show_all:
         # Relationship plumbing (requests, accepts) is not conversation.

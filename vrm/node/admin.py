@@ -268,11 +268,15 @@ class _AdminApi:
         peer = None
         if q.get("peer"):
             peer = (await self.node.book.resolve(q["peer"])).did
+        direction = q.get("direction") or None
+        if direction not in (None, "in", "out"):
+            raise InvalidInput("direction must be in or out")
         msgs = await self.node.store.list_messages(
             peer=peer,
             after_seq=_int(q.get("after"), "after", 0),
-            limit=min(_int(q.get("limit"), "limit", 100), 1000),
-            direction=q.get("direction") or None,
+            limit=min(max(_int(q.get("limit"), "limit", 100), 1), 1000),
+            direction=direction,
+            newest=q.get("latest") == "1",
         )
         if q.get("mark_read") == "1":
             await self.node.store.mark_read(peer)
@@ -282,7 +286,7 @@ class _AdminApi:
     async def outbox(self, request: web.Request) -> web.Response:
         peer = request.query.get("peer")
         did = (await self.node.book.resolve(peer)).did if peer else None
-        limit = min(_int(request.query.get("limit"), "limit", 100), 1000)
+        limit = min(max(_int(request.query.get("limit"), "limit", 100), 1), 1000)
         return _json(
             [outbox_view(i) for i in await self.node.store.list_outbox(peer=did, limit=limit)]
         )

@@ -140,8 +140,18 @@ class Store(Protocol):
     async def relationship_by_request(self, request_id: str) -> Relationship | None: ...
 
     async def list_messages(
-        self, *, peer: str | None, after_seq: int, limit: int, direction: str | None
-    ) -> list[StoredMessage]: ...
+        self,
+        *,
+        peer: str | None,
+        after_seq: int,
+        limit: int,
+        direction: str | None,
+        newest: bool = False,
+    ) -> list[StoredMessage]:
+        """Messages in arrival order: the first ``limit`` after ``after_seq``, or with
+        ``newest`` the last ``limit`` (still oldest first)."""
+        ...
+
     async def get_message(self, msg_id: str) -> StoredMessage | None: ...
     async def mark_read(self, peer: str | None) -> None: ...
     async def delete_messages(self, peer: str) -> int: ...

@@ -239,19 +239,25 @@ class MemoryStore:
     # -- messages -------------------------------------------------------------------
 
     async def list_messages(
-        self, *, peer: str | None, after_seq: int, limit: int, direction: str | None
+        self,
+        *,
+        peer: str | None,
+        after_seq: int,
+        limit: int,
+        direction: str | None,
+        newest: bool = False,
     ) -> list[StoredMessage]:
         self._check_open()
-        return _limit(
-            (
-                m
-                for m in self._messages.values()
-                if m.seq > after_seq
-                and (not peer or m.peer == peer)
-                and (not direction or m.direction == direction)
-            ),
-            limit,
-        )
+        matching = [
+            m
+            for m in self._messages.values()
+            if m.seq > after_seq
+            and (not peer or m.peer == peer)
+            and (not direction or m.direction == direction)
+        ]
+        if newest:
+            return _limit(sorted(matching, key=lambda m: m.seq)[::-1], limit)[::-1]
+        return _limit(matching, limit)
 
     async def get_message(self, msg_id: str) -> StoredMessage | None:
         self._check_open()

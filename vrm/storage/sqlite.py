@@ -251,7 +251,13 @@ class SqliteStore:
     # -- messages -------------------------------------------------------------------
 
     async def list_messages(
-        self, *, peer: str | None, after_seq: int, limit: int, direction: str | None
+        self,
+        *,
+        peer: str | None,
+        after_seq: int,
+        limit: int,
+        direction: str | None,
+        newest: bool = False,
     ) -> list[StoredMessage]:
         where: list[str] = ["seq > ?"]
         args: list[object] = [after_seq]
@@ -261,11 +267,14 @@ class SqliteStore:
         if direction:
             where.append("direction = ?")
             args.append(direction)
+        order = "DESC" if newest else "ASC"
         rows = await self.fetch_all(
-            f"SELECT {_MSG_COLS} FROM messages WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
+            f"SELECT {_MSG_COLS} FROM messages WHERE {' AND '.join(where)}"
+            f" ORDER BY seq {order} LIMIT ?",
             [*args, limit],
         )
-        return [_message(r) for r in rows]
+        msgs = [_message(r) for r in rows]
+        return msgs[::-1] if newest else msgs
 
     async def get_message(self, msg_id: str) -> StoredMessage | None:
         row = await self.fetch_one(
