@@ -202,3 +202,14 @@ def connect() -> Connect:
 def eventually() -> Eventually:
     """``await eventually(async_condition, timeout=10, what="...")``."""
     return wait_until
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the figures the reliability and security tests measured, once per run."""
+    from tests.reliability.harness import report_lines
+
+    lines = report_lines()
+    if lines:
+        terminalreporter.write_sep("-", "vrm reliability and security figures")
+        for line in lines:
+            terminalreporter.write_line(line)

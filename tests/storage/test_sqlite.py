@@ -7,33 +7,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.storage.sqlite_helpers import pragma
 from vrm.errors import StorageError
 from vrm.storage import Inbound, OutboxItem, SqliteStore
 from vrm.storage.sqlite import migrations
 
 LATEST = migrations()[-1][0]
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "vrm.db")
-    await s.open()
-    yield s
-    await s.close()
-
-
-async def pragma(store: SqliteStore, name: str) -> Any:
-    async with store.db.execute(f"PRAGMA {name}") as cur:
-        row = await cur.fetchone()
-    assert row is not None
-    return row[0]
 
 
 def file_pragma(path: Path, name: str) -> Any:

@@ -7,29 +7,13 @@ marks skip their own fsync, and the connection is back at FULL right after.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.storage.sqlite_helpers import pragma
 from vrm.errors import StorageError
 from vrm.storage import DeliveryState, OutboxItem, SqliteStore
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "vrm.db")
-    await s.open()
-    yield s
-    await s.close()
-
-
-async def pragma(store: SqliteStore, name: str) -> Any:
-    async with store.db.execute(f"PRAGMA {name}") as cur:
-        row = await cur.fetchone()
-    assert row is not None
-    return row[0]
 
 
 def item(n: int) -> OutboxItem:
