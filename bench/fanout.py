@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vrm.node import Node, NodeConfig  # noqa: E402
-from vrm.node.data import data_service  # noqa: E402
+from vrm.node.features import DataFeature  # noqa: E402
 from vrm.protocol.identity import Identity  # noqa: E402
 from vrm.protocol.relationship import RelState  # noqa: E402
 from vrm.storage import SqliteStore  # noqa: E402
@@ -68,7 +68,7 @@ async def wait_for(cond: Any, what: str, timeout: float = 120.0) -> None:
 
 async def connect(person: Node, vendor: Node) -> None:
     await person.connections.connect(await vendor.connections.invite())
-    svc, did = data_service(person), vendor.identity.did
+    svc, did = person.feature(DataFeature).service, vendor.identity.did
 
     async def ready() -> bool:
         rel = await person.book.get(did)
@@ -89,12 +89,12 @@ async def setup(directory: Path, vendors: int, sync: str) -> tuple[Node, list[No
         await asyncio.gather(*(n.start() for n in nodes[i : i + SETUP_CONCURRENCY]))
     for i in range(0, vendors, SETUP_CONCURRENCY):
         await asyncio.gather(*(connect(person, v) for v in nodes[i : i + SETUP_CONCURRENCY]))
-    svc = data_service(person)
+    svc = person.feature(DataFeature).service
     await svc.set_profile("address", ["street=1 Main St", "city=Springfield", "country=US"])
     for v in nodes:
         await svc.share(["address"], v.config.name, purpose="delivery", until=None)
     for v in nodes:
-        vsvc, did = data_service(v), person.identity.did
+        vsvc, did = v.feature(DataFeature).service, person.identity.did
 
         async def holds(vsvc: Any = vsvc, did: str = did) -> bool:
             return bool(await vsvc.db.held(peer=did))
@@ -125,7 +125,7 @@ async def one_round(person: Node, vendors: list[Node], n: int) -> tuple[float, f
     watchers = [asyncio.create_task(watch(v, r)) for v, r in zip(vendors, readies, strict=True)]
     for r in readies:
         await r.wait()
-    svc = data_service(person)
+    svc = person.feature(DataFeature).service
     t0 = time.perf_counter()
     result = await svc.set_profile(
         "address", [f"street={n} Elm Rd", "city=Shelbyville", "country=US"]

@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 
 from vrm.node import Node, NodeConfig
-from vrm.node.intents import intents_of
+from vrm.node.features import IntentsFeature
 from vrm.node.limits import PeerLimits
 from vrm.protocol.identity import Identity
 from vrm.protocol.relationship import RelState
@@ -94,7 +94,7 @@ async def connect_all(person: Node, vendors: list[Node]) -> None:
     deadline = time.monotonic() + 60 + len(vendors) * 0.1
     while True:
         active = {r.did for r in await person.book.all() if r.state is RelState.ACTIVE}
-        cats = await intents_of(person).db.categories()
+        cats = await person.feature(IntentsFeature).service.db.categories()
         if want <= active and want <= set(cats):
             return
         if time.monotonic() > deadline:
@@ -134,7 +134,7 @@ async def cast_once(person: Node, session: aiohttp.ClientSession, n: int) -> dic
                 if got == 1:
                     first = time.perf_counter() - t0
         total = time.perf_counter() - t0
-    offers = await intents_of(person).db.list_offers(cast["id"])
+    offers = await person.feature(IntentsFeature).service.db.list_offers(cast["id"])
     assert len(offers) == n, (len(offers), n)
     return {"seconds": total, "cast_call_s": t_cast, "first_offer_s": first}
 

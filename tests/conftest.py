@@ -22,8 +22,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from vrm.errors import Conflict
 from vrm.node import Node, NodeConfig
 from vrm.node.config import AcceptPolicy
+from vrm.node.features import DataFeature
+from vrm.node.node import FeatureSet
 from vrm.protocol.identity import Identity
 from vrm.protocol.relationship import RelState
 from vrm.storage import Relationship, SqliteStore
@@ -82,6 +85,7 @@ class NodeFactory:
         identity: Identity | None = None,
         clock: Callable[[], float] = time.time,
         retry_base_s: float = TEST_RETRY_BASE_S,
+        features: FeatureSet | None = None,
     ) -> Node:
         """Start a node named ``name`` with ``role`` and accept policy ``accept``."""
         self._count += 1
@@ -100,6 +104,7 @@ class NodeFactory:
             admin_token=ADMIN_TOKEN,
             clock=clock,
             retry_base_s=retry_base_s,
+            features=features,
         )
         await self._start(node, db, retry_base_s)
         return node
@@ -166,14 +171,13 @@ async def connect_nodes(a: Node, b: Node) -> tuple[Relationship, Relationship]:
 async def terms_settled(a: Node, b: Node) -> bool:
     """A person and a vendor that connect also sign a "terms" agreement (docs/terms.md):
     true once both hold it complete, or when no terms are proffered between them."""
-    from vrm.node.data import DataService
-
     person, vendor = (a, b) if a.config.role == "person" else (b, a)
-    svc = {type(s): s for s in person.services}.get(DataService)
-    other = {type(s): s for s in vendor.services}.get(DataService)
     if vendor.config.role != "vendor" or person.config.role != "person":
         return True
-    if not isinstance(svc, DataService) or not isinstance(other, DataService):
+    try:
+        svc = person.feature(DataFeature).service
+        other = vendor.feature(DataFeature).service
+    except Conflict:  # a node without the data feature proffers no terms
         return True
     if not svc.policy.proffer:
         return True

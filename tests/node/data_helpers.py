@@ -8,7 +8,8 @@ from typing import Any
 
 from tests.conftest import ADMIN_TOKEN, TEST_RETRY_BASE_S, NodeFactory, wait_until
 from vrm.node import Node, NodeConfig
-from vrm.node.data import DataService, data_service
+from vrm.node.features import DataFeature
+from vrm.node.features.data.service import DataService
 from vrm.protocol.identity import Identity
 from vrm.storage import SqliteStore
 
@@ -45,7 +46,7 @@ async def start_node(
 
 
 def svc(node: Node) -> DataService:
-    return data_service(node)
+    return node.feature(DataFeature).service
 
 
 async def held(vendor: Node, person: Node) -> dict[str, Any]:

@@ -15,8 +15,9 @@ from typing import Any
 
 from tests.conftest import ADMIN_TOKEN, TEST_RETRY_BASE_S, connect_nodes, peer_port, wait_until
 from vrm.node import Node, NodeConfig
-from vrm.node.intent_customer import CastRequest
-from vrm.node.intents import IntentsService, intents_of
+from vrm.node.features import IntentsFeature
+from vrm.node.features.intents.customer import CastRequest
+from vrm.node.features.intents.service import IntentsService
 from vrm.protocol.identity import Identity
 from vrm.storage import SqliteStore
 from vrm.storage.intents import IntentRecord, OfferRecord
@@ -98,7 +99,7 @@ class Market:
 
 
 def svc(node: Node) -> IntentsService:
-    return intents_of(node)
+    return node.feature(IntentsFeature).service
 
 
 async def connect_customer(person: Node, *vendors: Node) -> None:

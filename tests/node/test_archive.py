@@ -37,7 +37,7 @@ async def test_export_import_move_and_both_ways_messaging(
     )
     await alice.send_text("bob", "before the move")
 
-    archive = await export_archive(alice, passphrase="correct horse")
+    archive = await export_archive(alice.context, passphrase="correct horse")
     doc = json.loads(archive)
     assert doc["format"] == "vrm-archive" and doc["node"]["did"] == alice.identity.did
     assert {
@@ -54,7 +54,7 @@ async def test_export_import_move_and_both_ways_messaging(
         doc["keys"]["kdf"] == "argon2id13" and alice.identity.key.seed.hex() not in archive.decode()
     )
     assert "seed" not in doc["keys"]
-    clear = json.loads(await export_archive(alice, passphrase=None))
+    clear = json.loads(await export_archive(alice.context, passphrase=None))
     assert clear["keys"] is None
     await node_factory.stop(alice)
 

@@ -36,8 +36,9 @@ from vrm.errors import (
     Unreachable,
 )
 from vrm.node import Node, NodeConfig
-from vrm.node.discovery import Discovery
-from vrm.node.dns import DnsResolver, PublishConfig, publish
+from vrm.node.features import DiscoveryFeature
+from vrm.node.features.discovery.dns import DnsResolver, PublishConfig, publish
+from vrm.node.features.discovery.service import Discovery
 from vrm.protocol.identity import Identity
 from vrm.protocol.relationship import RelState
 from vrm.storage import SqliteStore
@@ -49,7 +50,7 @@ _VRM = [str(Path(sys.executable).with_name("vrm"))]
 
 
 def discovery(node: Node) -> Discovery:
-    return next(s for s in node.services if isinstance(s, Discovery))
+    return node.feature(DiscoveryFeature).service
 
 
 def free_udp_tcp_port() -> int:

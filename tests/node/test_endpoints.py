@@ -10,12 +10,13 @@ import pytest
 from tests.conftest import Connect, Eventually, NodeFactory, free_port, peer_port
 from vrm.errors import ConfigError, InvalidInput
 from vrm.node import Node
-from vrm.node.discovery import Discovery
-from vrm.node.endpoints import set_public_urls
+from vrm.node.features import DiscoveryFeature
+from vrm.node.features.discovery.endpoints import set_public_urls
+from vrm.node.features.discovery.service import Discovery
 
 
 def discovery(node: Node) -> Discovery:
-    return next(s for s in node.services if isinstance(s, Discovery))
+    return node.feature(DiscoveryFeature).service
 
 
 async def endpoints_of(node: Node, peer: Node) -> tuple[str, ...]:

@@ -370,7 +370,7 @@ async def test_discovered_vendor_gets_the_intent_through_a_connection_request(
     desk = await market.node("desk", "vendor", categories=("car-rental",), rules=BUDGET, mdns=True)
 
     async def seen() -> bool:
-        return any(v.did == desk.identity.did for v in svc(alice).seen_vendors())
+        return any(v.did == desk.identity.did for v in svc(alice).customer.seen_vendors())
 
     await eventually(seen, timeout=15, what="alice to see the desk on the LAN")
     rec, targets = await svc(alice).customer.cast(park_city())

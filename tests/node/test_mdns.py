@@ -25,7 +25,8 @@ from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 from tests.conftest import ADMIN_TOKEN, Connect, Eventually, NodeFactory, free_port
 from vrm.errors import IdentityNotProven, InvalidInput, NotFound, Unreachable
 from vrm.node import Node, NodeConfig
-from vrm.node.discovery import Discovery
+from vrm.node.features import DiscoveryFeature
+from vrm.node.features.discovery.service import Discovery
 from vrm.protocol.discovery import (
     SERVICE_TYPE,
     WHOAMI_PATH,
@@ -47,7 +48,7 @@ def unique(name: str) -> str:
 
 
 def discovery(node: Node) -> Discovery:
-    return next(s for s in node.services if isinstance(s, Discovery))
+    return node.feature(DiscoveryFeature).service
 
 
 async def wait_seen(eventually: Eventually, node: Node, did: str) -> dict[str, object]:

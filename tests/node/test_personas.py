@@ -14,6 +14,9 @@ import msgspec
 from tests.conftest import Eventually, NodeFactory
 from vrm.errors import TypeDenied, UnknownSender
 from vrm.node import Node
+from vrm.node.context import FeatureContext
+from vrm.node.feature import Declarations, Feature
+from vrm.node.features import default_features
 from vrm.node.inbox import Persona
 from vrm.node.messenger import Outgoing
 from vrm.protocol.envelope import Opened, recipient_key, seal
@@ -22,20 +25,48 @@ from vrm.protocol.messages import ConnectRequest, Message, Text
 from vrm.protocol.relationship import RelState
 
 
-def add_persona(node: Node, persona: Identity, vendor: Node) -> None:
-    """Register ``persona`` on ``node``; it admits text and control messages from ``vendor``."""
+class PersonaFeature:
+    """A feature that declares one persona and where its vendor is, as intents do."""
 
-    async def admit(opened: Opened) -> None:
-        if opened.sender != vendor.identity.did:
+    name = "persona"
+
+    def __init__(self, persona: Identity) -> None:
+        self.persona = persona
+        self.vendor: Node | None = None
+
+    def declarations(self) -> Declarations:
+        return Declarations(
+            personas={self.persona.key.public_key: Persona(self.persona, self._admit)}.get,
+            endpoint_resolvers=[self._endpoints],
+        )
+
+    async def _admit(self, opened: Opened) -> None:
+        assert self.vendor is not None
+        if opened.sender != self.vendor.identity.did:
             raise UnknownSender("not one of this persona's vendors")
         if opened.message.type not in ("text", "connect.accept"):
             raise TypeDenied(f"{opened.message.type} is not for this persona")
 
-    async def endpoints(did: str) -> Sequence[str]:
-        return vendor.endpoints() if did == vendor.identity.did else ()
+    async def _endpoints(self, did: str) -> Sequence[str]:
+        vendor = self.vendor
+        return vendor.endpoints() if vendor and did == vendor.identity.did else ()
 
-    node.personas[persona.key.public_key] = Persona(persona, admit)
-    node.endpoint_resolvers.append(endpoints)
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+async def with_persona(node_factory: NodeFactory, persona: Identity, vendor: Node) -> Node:
+    """A person node that receives for ``persona`` from ``vendor``."""
+    feature = PersonaFeature(persona)
+    feature.vendor = vendor
+
+    def features(ctx: FeatureContext) -> list[Feature]:
+        return [*default_features(ctx), feature]
+
+    return await node_factory("alice", "person", features=features)
 
 
 async def texts_from(node: Node, did: str) -> list[tuple[str, str]]:
@@ -48,10 +79,9 @@ async def texts_from(node: Node, did: str) -> list[tuple[str, str]]:
 async def test_persona_connects_receives_and_sends_without_touching_the_book(
     node_factory: NodeFactory, eventually: Eventually
 ) -> None:
-    alice = await node_factory("alice", "person")
     shop = await node_factory("shop", "vendor")
     pseudonym = Identity.generate()
-    add_persona(alice, pseudonym, shop)
+    alice = await with_persona(node_factory, pseudonym, shop)
 
     # alice asks the shop for a relationship as the pseudonym; the shop auto-accepts.
     hello = ConnectRequest(name="anonymous", role="person", endpoints=list(alice.endpoints()))
@@ -88,11 +118,10 @@ async def test_persona_connects_receives_and_sends_without_touching_the_book(
 
 
 async def test_persona_admission_refuses_strangers_and_types(node_factory: NodeFactory) -> None:
-    alice = await node_factory("alice", "person")
     shop = await node_factory("shop", "vendor")
     stranger = Identity.generate()
     pseudonym = Identity.generate()
-    add_persona(alice, pseudonym, shop)
+    alice = await with_persona(node_factory, pseudonym, shop)
 
     def envelope(sender: Identity, body: Text | ConnectRequest, to: Identity) -> bytes:
         msg = Message.build(

@@ -25,7 +25,8 @@ from tests.helpers import Pair
 from tests.reliability.harness import Nodes
 from vrm.errors import Expired, IdentityNotProven, MalformedRecord
 from vrm.node import Node
-from vrm.node.discovery import Discovery
+from vrm.node.features import DiscoveryFeature
+from vrm.node.features.discovery.service import Discovery
 from vrm.protocol.envelope import (
     CLOCK_SKEW_S,
     MAX_MESSAGE_AGE_S,
@@ -170,7 +171,7 @@ async def lying_dns() -> AsyncIterator[tuple[LyingDns, str]]:
 
 
 def discovery(node: Node) -> Discovery:
-    return next(s for s in node.services if isinstance(s, Discovery))
+    return node.feature(DiscoveryFeature).service
 
 
 async def test_a_tampered_dns_record_never_replaces_a_pinned_key(

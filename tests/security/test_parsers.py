@@ -267,7 +267,7 @@ def _valid_archive() -> bytes:
         )
         await node.start()
         try:
-            return await export_archive(node, passphrase="pw")
+            return await export_archive(node.context, passphrase="pw")
         finally:
             await node.stop()
 

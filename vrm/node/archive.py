@@ -16,17 +16,15 @@ import os
 import secrets
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vrm.errors import ConfigError, Conflict, InvalidInput, KeyFileError, VrmError
 from vrm.node.config import NodeConfig
-from vrm.node.home import CONFIG, KEY, TOKEN, Home, _write_private
+from vrm.node.context import FeatureContext
+from vrm.node.home import CONFIG, KEY, TOKEN, Home, write_private
 from vrm.protocol.identity import Identity
 from vrm.protocol.keyfile import decode_keyfile, encode_keyfile
 from vrm.storage.sqlite import SqliteStore, migrations
-
-if TYPE_CHECKING:
-    from vrm.node.node import Node
 
 __all__ = [
     "ARCHIVE_FORMAT",
@@ -119,11 +117,9 @@ def _unblob(value: Any, where: str) -> Any:
     raise InvalidInput(f'archive {where}: a BLOB is {{"utf8": ...}} or {{"base64": ...}}')
 
 
-async def export_archive(node: Node, *, passphrase: str | None) -> bytes:
+async def export_archive(ctx: FeatureContext, *, passphrase: str | None) -> bytes:
     """Every table (one consistent snapshot) as the archive JSON; keys only sealed."""
-    from vrm.node.service import sql_store
-
-    store = sql_store(node)
+    store = ctx.database()
     tables: dict[str, Any] = {}
     async with store.transaction() as db:  # holds writers off: one consistent snapshot
         async with db.execute("PRAGMA user_version") as cur:
@@ -151,14 +147,14 @@ async def export_archive(node: Node, *, passphrase: str | None) -> bytes:
     if passphrase is not None:
         if not passphrase:
             raise InvalidInput("exporting keys needs a non-empty passphrase")
-        sealed = encode_keyfile(node.identity.key.seed, passphrase=passphrase, rng=os.urandom)
+        sealed = encode_keyfile(ctx.identity.key.seed, passphrase=passphrase, rng=os.urandom)
         keys = json.loads(sealed)
     archive = {
         "format": ARCHIVE_FORMAT,
         "version": ARCHIVE_VERSION,
-        "exported_at": int(node.clock()),
-        "node": {"did": str(node.identity.did), "name": node.config.name, "role": node.config.role},
-        "config": config_dict(node.config),
+        "exported_at": int(ctx.clock()),
+        "node": {"did": str(ctx.identity.did), "name": ctx.config.name, "role": ctx.config.role},
+        "config": config_dict(ctx.config),
         "schema": schema,
         "tables": tables,
         "keys": keys,
@@ -275,8 +271,8 @@ async def import_archive(
             Path(str(home.database) + suffix).unlink(missing_ok=True)
         raise
     key = encode_keyfile(identity.key.seed, passphrase=key_passphrase, rng=os.urandom)
-    _write_private(home.path / KEY, key)
-    _write_private(home.path / TOKEN, secrets.token_urlsafe(32).encode() + b"\n")
+    write_private(home.path / KEY, key)
+    write_private(home.path / TOKEN, secrets.token_urlsafe(32).encode() + b"\n")
     (home.path / CONFIG).write_text(config)
     return {
         "home": str(home.path),

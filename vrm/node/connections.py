@@ -89,7 +89,7 @@ class Connections:
         self._endpoints = endpoints
         self._clock = clock
         self._notify = notify
-        #: set by a feature service (vrm.node.data) to take part in connecting
+        #: declared by a feature (data: personal terms) to take part in connecting
         self.hook: ConnectHook | None = None
 
     async def invite(self, *, uses: int = 1, ttl_s: float = DEFAULT_INVITATION_TTL_S) -> str:

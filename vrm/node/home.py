@@ -70,11 +70,11 @@ class Home:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.path, 0o700)
         identity = Identity.generate()
-        _write_private(
+        write_private(
             self.path / KEY,
             encode_keyfile(identity.key.seed, passphrase=passphrase, rng=os.urandom),
         )
-        _write_private(self.path / TOKEN, secrets.token_urlsafe(32).encode() + b"\n")
+        write_private(self.path / TOKEN, secrets.token_urlsafe(32).encode() + b"\n")
         (self.path / CONFIG).write_text(render_config(cfg))
         return identity
 
@@ -122,7 +122,7 @@ class Home:
             raise ConfigError(f"cannot read admin token: {exc}") from exc
 
     def write_runtime(self, info: RuntimeInfo) -> None:
-        _write_private(self.path / RUNTIME, msgspec.json.encode(info))
+        write_private(self.path / RUNTIME, msgspec.json.encode(info))
 
     def read_runtime(self) -> RuntimeInfo | None:
         try:
@@ -162,7 +162,7 @@ class HomeLock:
             self._fd = -1
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write a file that only the owner can read, atomically."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -14,7 +14,7 @@ from vrm.node.outbox import Outbox
 from vrm.protocol.envelope import effective_expiry, seal
 from vrm.protocol.identity import Identity
 from vrm.protocol.messages import Body, Message, encode_canonical
-from vrm.storage.base import OutboxItem
+from vrm.storage.base import DeliveryState, OutboxItem
 
 __all__ = ["Messenger", "Outgoing"]
 
@@ -69,3 +69,11 @@ class Messenger:
         items = [self.prepare(o) for o in outs]
         await self._outbox.submit(items)
         return items
+
+    async def submit(self, items: list[OutboxItem]) -> None:
+        """Durably queue envelopes made earlier with ``prepare``."""
+        await self._outbox.submit(items)
+
+    async def wait_settled(self, msg_id: str, timeout: float) -> DeliveryState:
+        """Wait until ``msg_id`` is delivered or fails for good."""
+        return await self._outbox.wait_settled(msg_id, timeout)

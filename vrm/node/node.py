@@ -12,26 +12,30 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from ssl import SSLContext
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
 from vrm.errors import ConfigError, Conflict, InvalidInput, NodeError, NotFound
+from vrm.node.addresses import Addresses
+from vrm.node.admin import admin_app
 from vrm.node.book import RelationshipBook
 from vrm.node.config import NodeConfig
 from vrm.node.connections import Connections
+from vrm.node.context import FeatureContext
 from vrm.node.events import EventBus
+from vrm.node.feature import EndpointResolver, Feature, Handler
+from vrm.node.features import default_features
 from vrm.node.home import Home, HomeLock, RuntimeInfo
 from vrm.node.inbox import Inbox, Persona
 from vrm.node.limits import PeerLimits
 from vrm.node.messenger import Messenger, Outgoing
 from vrm.node.outbox import Outbox
-from vrm.node.service import Handler, Service, ServiceFactory
 from vrm.node.transport import Transport
 from vrm.protocol.envelope import Opened
 from vrm.protocol.framing import MAX_BATCH_BYTES
@@ -44,6 +48,10 @@ from vrm.storage.sqlite import SqliteStore
 __all__ = ["Node", "NodeStatistics"]
 
 log = logging.getLogger("vrm.node")
+
+F = TypeVar("F", bound=Feature)
+#: Builds the features of a node from its context (``features.default_features``).
+FeatureSet = Callable[[FeatureContext], Sequence[Feature]]
 
 #: How often expired replay ids and invitations are pruned.
 PRUNE_INTERVAL_S = 600.0
@@ -81,7 +89,7 @@ class Node:
         clock: Callable[[], float] = time.time,
         home: Home | None = None,
         retry_base_s: float = 0.5,
-        services: Sequence[ServiceFactory] | None = None,
+        features: FeatureSet | None = None,
         limits: PeerLimits | None = None,
     ) -> None:
         self.config = config
@@ -91,6 +99,7 @@ class Node:
         self.clock = clock
         self._admin_token = admin_token
         self.events = EventBus()
+        self.addresses = Addresses(config)
         self.transport = Transport(ca_file=config.tls_ca)
         self.book = RelationshipBook(store, my_role=config.role, clock=clock)
         self.outbox = Outbox(
@@ -113,10 +122,6 @@ class Node:
             clock=clock,
             notify=self.events.publish,
         )
-        #: extra identities this node receives for, by ed25519 public key (see Persona)
-        self.personas: dict[bytes, Persona] = {}
-        #: where to find peers the relationship book has no endpoint for (services add)
-        self.endpoint_resolvers: list[Callable[[str], Awaitable[Sequence[str]]]] = []
         self.inbox = Inbox(
             identity=identity,
             store=store,
@@ -125,26 +130,27 @@ class Node:
             handler_for=self.handler_for,
             on_delivered=self._on_delivered,
             on_error=self._record_error,
-            personas=self.personas.get,
+            personas=self._persona,
             limits=limits,
         )
         self._errors: list[str] = []
-        # Control messages run the relationship itself; services add their own types.
-        self._handlers: dict[str, Handler] = dict.fromkeys(
-            CONTROL_TYPES, self.connections.on_control
+        self.context = FeatureContext(
+            identity=identity,
+            config=config,
+            clock=clock,
+            store=store,
+            relationships=self.book,
+            connector=self.connections,
+            messenger=self.messenger,
+            events=self.events,
+            spawn=self.spawn,
+            addresses=self.addresses,
+            home_path=home.path if home is not None else None,
         )
-        factories = default_services() if services is None else services
-        self.services: list[Service] = [make(self) for make in factories]
-        for svc in self.services:
-            for msg_type, handler in svc.handlers().items():
-                if msg_type in self._handlers:
-                    raise NodeError(f"two handlers for message type {msg_type!r}")
-                self._handlers[msg_type] = handler
+        make = default_features if features is None else features
+        self.features: list[Feature] = list(make(self.context))
+        self._wire_features()
         self._runners: list[web.AppRunner] = []
-        self._peer_port = 0
-        #: this machine's LAN addresses, for endpoints when listening on all interfaces
-        #: (set by discovery; empty means 127.0.0.1)
-        self.host_addresses: tuple[str, ...] = ()
         self._admin_port = 0
         self._tg: asyncio.TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -171,6 +177,45 @@ class Node:
             **kw,
         )
 
+    def _wire_features(self) -> None:
+        """Take what each feature declares: handlers, routes, hooks, personas, resolvers."""
+        # Control messages run the relationship itself; features add their own types.
+        self._handlers: dict[str, Handler] = dict.fromkeys(
+            CONTROL_TYPES, self.connections.on_control
+        )
+        self._admin_routes: list[web.RouteDef] = []
+        self._peer_routes: list[web.RouteDef] = []
+        self._resolvers: list[EndpointResolver] = []
+        self._persona_lookups: list[Callable[[bytes], Persona | None]] = []
+        for feature in self.features:
+            decl = feature.declarations()
+            for msg_type, handler in decl.handlers.items():
+                if msg_type in self._handlers:
+                    raise NodeError(f"two handlers for message type {msg_type!r}")
+                self._handlers[msg_type] = handler
+            self._admin_routes.extend(decl.admin_routes)
+            self._peer_routes.extend(decl.peer_routes)
+            self._resolvers.extend(decl.endpoint_resolvers)
+            if decl.personas is not None:
+                self._persona_lookups.append(decl.personas)
+            for hook in decl.connect_hooks:
+                if self.connections.hook is not None:
+                    raise NodeError("two features declare a connect hook")
+                self.connections.hook = hook
+
+    def _persona(self, public_key: bytes) -> Persona | None:
+        for lookup in self._persona_lookups:
+            if (persona := lookup(public_key)) is not None:
+                return persona
+        return None
+
+    def feature(self, kind: type[F]) -> F:
+        """The running feature of type ``kind`` (for tests, benchmarks and scripts)."""
+        for feature in self.features:
+            if isinstance(feature, kind):
+                return feature
+        raise Conflict(f"this node runs without the {kind.__name__} feature")
+
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -192,9 +237,7 @@ class Node:
         ready = asyncio.Event()
         self._supervisor = asyncio.create_task(self._supervise(ready), name="vrm-node")
         await ready.wait()
-        from vrm.node.admin import admin_app  # here to keep the import graph one-way
-
-        self._peer_port = await self._serve(
+        self.addresses.peer_port = await self._serve(
             self._peer_app(),
             self.config.listen_host,
             self.config.listen_port,
@@ -206,10 +249,12 @@ class Node:
             lingering_time=1.0,
         )
         self._admin_port = await self._serve(
-            admin_app(self, self._admin_token), "127.0.0.1", self.config.admin_port
+            admin_app(self, self._admin_token, self._admin_routes),
+            "127.0.0.1",
+            self.config.admin_port,
         )
-        for svc in self.services:
-            await svc.start()
+        for feature in self.features:
+            await feature.start()
         resumed = await self.outbox.resume()
         if self.home is not None:
             self.home.write_runtime(
@@ -225,8 +270,8 @@ class Node:
         log.info("node %s ready (%d queued resumed)", self.identity.did, resumed)
 
     async def stop(self) -> None:
-        for svc in reversed(self.services):
-            await svc.stop()
+        for feature in reversed(self.features):
+            await feature.stop()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
@@ -275,6 +320,12 @@ class Node:
                     task.cancel()
         finally:
             self._tg = None
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str = "task") -> asyncio.Task[None]:
+        """Run ``coro`` as the node's background work (features get this as ctx.spawn)."""
+        task = self._spawn(coro)
+        assert isinstance(task, asyncio.Task)
+        return task
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> object:
         if self._tg is None:
@@ -326,10 +377,8 @@ class Node:
         # client_max_size backs up the inbox's own Content-Length check.
         app = web.Application(client_max_size=MAX_BATCH_BYTES)
         app.add_routes(self.inbox.routes())
-        for svc in self.services:
-            # A service may serve unauthenticated peer routes too (discovery's whoami).
-            if (peer_routes := getattr(svc, "peer_routes", None)) is not None:
-                app.add_routes(peer_routes())
+        # Features may serve unauthenticated peer routes too (discovery's whoami).
+        app.add_routes(self._peer_routes)
         return app
 
     async def _check_identity(self) -> None:
@@ -347,18 +396,12 @@ class Node:
     # -- addresses ------------------------------------------------------------------
 
     def endpoints(self) -> Sequence[str]:
-        if self.config.public_urls:
-            return self.config.public_urls
-        hosts: Sequence[str] = (self.config.listen_host,)
-        if self.config.listen_host in ("0.0.0.0", "::", ""):
-            hosts = self.host_addresses or ("127.0.0.1",)
-        scheme = "https" if self.config.tls_cert else "http"
-        return tuple(f"{scheme}://{f'[{h}]' if ':' in h else h}:{self._peer_port}" for h in hosts)
+        return self.addresses.endpoints()
 
     @property
     def peer_port(self) -> int:
         """The port the peer endpoint listens on (known once started)."""
-        return self._peer_port
+        return self.addresses.peer_port
 
     @property
     def admin_url(self) -> str:
@@ -372,7 +415,7 @@ class Node:
         rel = await self.book.get(did)
         if rel is not None and rel.endpoints:
             return rel.endpoints
-        for resolve in self.endpoint_resolvers:
+        for resolve in self._resolvers:
             if found := await resolve(did):
                 return found
         return ()
@@ -488,15 +531,6 @@ class Node:
             store_commits=self.inbox.committer.transactions,
             recent_errors=tuple(self._errors[-10:] + list(self.outbox.recent_errors)[-10:]),
         )
-
-
-def default_services() -> list[ServiceFactory]:
-    """The feature services every node runs (profile, intents, discovery, ...)."""
-    from vrm.node.data import DataService
-    from vrm.node.discovery import discovery_service
-    from vrm.node.intents import intents_service
-
-    return [discovery_service, DataService, intents_service]
 
 
 def open_node(path: Path, **kw: Any) -> Node:

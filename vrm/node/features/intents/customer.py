@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
@@ -29,8 +29,11 @@ from vrm.errors import (
     Refused,
 )
 from vrm.node.committer import GroupCommitter
+from vrm.node.context import FeatureContext
+from vrm.node.feature import Handler
+from vrm.node.features.intents.pseudonyms import Pseudonyms
+from vrm.node.features.intents.seen import SeenVendor, VendorSource
 from vrm.node.messenger import Outgoing
-from vrm.node.service import Handler
 from vrm.protocol.agreement import Party, agreement_hash, propose, sign_agreement, verify_agreement
 from vrm.protocol.envelope import Opened
 from vrm.protocol.identity import Identity
@@ -55,13 +58,23 @@ from vrm.protocol.intents import (
 from vrm.protocol.invitation import INVITATION_PREFIX, parse_invitation
 from vrm.protocol.messages import Body, ConnectRequest
 from vrm.protocol.relationship import RelState
+from vrm.protocol.whoami import Whoami
 from vrm.storage.base import OutboxItem
-from vrm.storage.intents import IntentRecord, OfferRecord, Target, order_record
+from vrm.storage.intents import (
+    IntentRecord,
+    IntentStore,
+    OfferRecord,
+    OrderRecord,
+    Target,
+    order_record,
+)
 
-if TYPE_CHECKING:
-    from vrm.node.intents import IntentsService
+#: Asks each endpoint to prove it holds ``did``'s key; the proven URL and the answer.
+Prove = Callable[[str, Sequence[str]], Awaitable[tuple[Whoami, str]]]
+#: Files an order agreement with the node's other agreements.
+KeepOrder = Callable[[OrderRecord], Awaitable[None]]
 
-__all__ = ["CastRequest", "CustomerSide"]
+__all__ = ["CastRequest", "CustomerSide", "KeepOrder", "Prove"]
 
 #: The display name a pseudonym gives vendors.
 ANONYMOUS_NAME = "anonymous"
@@ -97,13 +110,33 @@ class _Plan:
 
 
 class CustomerSide:
-    def __init__(self, svc: IntentsService) -> None:
-        self.svc = svc
-        self.node = svc.node
-        self.db = svc.db
+    def __init__(
+        self,
+        ctx: FeatureContext,
+        db: IntentStore,
+        *,
+        pseudonyms: Pseudonyms,
+        vendor_sources: Sequence[VendorSource],
+        keep_order: KeepOrder,
+        prove: Prove | None,
+    ) -> None:
+        self.ctx = ctx
+        self.db = db
+        self.pseudonyms = pseudonyms
+        self._vendor_sources = list(vendor_sources)
+        self._keep_order = keep_order
+        self._prove_with = prove
         self._agreed: dict[str, asyncio.Event] = {}
         #: offers from many vendors arrive at once; they share transactions
         self.offers_in: GroupCommitter[OfferRecord, bool] = GroupCommitter(self.db.add_offers)
+
+    def seen_vendors(self) -> list[SeenVendor]:
+        out: dict[str, SeenVendor] = {}
+        for source in self._vendor_sources:
+            for v in source():
+                if v.did != self.ctx.identity.did:
+                    out.setdefault(v.did, v)
+        return list(out.values())
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -117,13 +150,13 @@ class CustomerSide:
 
     async def cast(self, req: CastRequest) -> tuple[IntentRecord, list[Target]]:
         """Send a new intent to every chosen vendor at once; return it and its targets."""
-        now = self.svc.now()
+        now = self.ctx.now()
         body = _intent_body(req, intent_id=os.urandom(16).hex(), now=now)
         plans = await self._plans(req, body.category)
         salt = os.urandom(32) if req.anonymous else None
         persona = None
         if salt is not None:
-            persona = self.svc.pseudonyms.add(body.intent, salt, [p.did for p in plans])
+            persona = self.pseudonyms.add(body.intent, salt, [p.did for p in plans])
         items, targets = await self._prepare(body, plans, persona)
         rec = IntentRecord(
             id=body.intent,
@@ -136,7 +169,7 @@ class CustomerSide:
         )
         # Stored before anything leaves, so that the fastest offer finds its intent.
         await self.db.add_intent(rec, targets)
-        await self.node.outbox.submit(items)
+        await self.ctx.messenger.submit(items)
         stored = await self.db.get_intent(body.intent)
         assert stored is not None
         return stored, targets
@@ -149,7 +182,7 @@ class CustomerSide:
         if not req.to:
             for plan in await self._by_category(category):
                 plans.setdefault(plan.did, plan)
-        plans.pop(self.node.identity.did, None)
+        plans.pop(self.ctx.identity.did, None)
         if not plans:
             raise InvalidInput(
                 f"no vendor offers {category!r}: connect to one that does, or name one with --to"
@@ -158,12 +191,12 @@ class CustomerSide:
 
     async def _plan_for(self, ref: str) -> _Plan:
         if ref.startswith(INVITATION_PREFIX):
-            inv = parse_invitation(ref, now=self.svc.now())
-            rel = await self.node.book.get(inv.did)
+            inv = parse_invitation(ref, now=self.ctx.now())
+            rel = await self.ctx.relationships.get(inv.did)
             if rel is not None and rel.state is RelState.ACTIVE:
                 return _Plan(rel.did, rel.name, "relationship", rel.endpoints)
             return _Plan(inv.did, inv.name, "invitation", tuple(inv.endpoints), inv.token, False)
-        rel = await self.node.book.resolve(ref)
+        rel = await self.ctx.relationships.resolve(ref)
         if rel.state is not RelState.ACTIVE:
             raise Conflict(f"relationship with {rel.name} is {rel.state.value}, not active")
         return _Plan(rel.did, rel.name, "relationship", rel.endpoints)
@@ -173,7 +206,7 @@ class CustomerSide:
         if category is not None:
             plans = await self._by_category(category.strip().lower())
             cats = await self.db.categories()
-            seen = {v.did: v.categories for v in self.svc.seen_vendors()}
+            seen = {v.did: v.categories for v in self.seen_vendors()}
             return [
                 {
                     "did": p.did,
@@ -184,7 +217,7 @@ class CustomerSide:
                 for p in plans
             ]
         out: dict[str, dict[str, Any]] = {}
-        names = {r.did: r for r in await self.node.book.all()}
+        names = {r.did: r for r in await self.ctx.relationships.all()}
         for did, categories in (await self.db.categories()).items():
             rel = names.get(did)
             if rel is not None and rel.state is RelState.ACTIVE:
@@ -194,7 +227,7 @@ class CustomerSide:
                     "via": "relationship",
                     "categories": list(categories),
                 }
-        for v in self.svc.seen_vendors():
+        for v in self.seen_vendors():
             out.setdefault(
                 v.did,
                 {
@@ -210,14 +243,14 @@ class CustomerSide:
         cats = await self.db.categories()
         plans = [
             _Plan(r.did, r.name, "relationship", r.endpoints)
-            for r in await self.node.book.all()
+            for r in await self.ctx.relationships.all()
             if r.state is RelState.ACTIVE and category in cats.get(r.did, ())
         ]
         known = {p.did for p in plans}
-        for v in self.svc.seen_vendors():
+        for v in self.seen_vendors():
             if category not in v.categories or v.did in known:
                 continue
-            rel = await self.node.book.get(v.did)
+            rel = await self.ctx.relationships.get(v.did)
             if rel is not None and rel.state in (RelState.BLOCKED, RelState.DELETED):
                 continue
             plans.append(_Plan(v.did, v.name, "discovery", v.endpoints, None, False))
@@ -234,7 +267,7 @@ class CustomerSide:
             elif not plan.connected:
                 plan = await self._connect(plan)
             out = Outgoing(plan.did, body, thid=body.intent, as_identity=persona)
-            item = self.node.messenger.prepare(out)
+            item = self.ctx.messenger.prepare(out)
             items.append(item)
             targets.append(
                 Target(body.intent, plan.did, plan.name, plan.endpoints, plan.via, item.id)
@@ -246,35 +279,32 @@ class CustomerSide:
         hello = ConnectRequest(
             name=ANONYMOUS_NAME,
             role="person",
-            endpoints=list(self.node.endpoints()),
+            endpoints=list(self.ctx.addresses.endpoints()),
             token=plan.token,
         )
-        return self.node.messenger.prepare(Outgoing(plan.did, hello, as_identity=persona))
+        return self.ctx.messenger.prepare(Outgoing(plan.did, hello, as_identity=persona))
 
     async def _connect(self, plan: _Plan) -> _Plan:
         """Ask a vendor we are not connected to for a relationship; the intent follows it."""
         endpoints = plan.endpoints
         if plan.via == "discovery":
             endpoints = await self._prove(plan)
-        await self.node.connections.request(
+        await self.ctx.connector.request(
             plan.did, name=plan.name, role="vendor", endpoints=endpoints, token=plan.token
         )
         return plan
 
     async def _prove(self, plan: _Plan) -> tuple[str, ...]:
-        from vrm.node.discovery import Discovery
-
-        for svc in self.node.services:
-            if isinstance(svc, Discovery):
-                _, url = await svc.prove(plan.did, plan.endpoints)
-                return (url, *(u for u in plan.endpoints if u != url))
-        return plan.endpoints
+        if self._prove_with is None:
+            return plan.endpoints
+        _, url = await self._prove_with(plan.did, plan.endpoints)
+        return (url, *(u for u in plan.endpoints if u != url))
 
     # -- cancel and accept -------------------------------------------------------------------
 
     async def cancel(self, ref: str) -> IntentRecord:
         rec = await self.db.find_intent(ref)
-        now = self.svc.now()
+        now = self.ctx.now()
         state = intent_transition(effective_state(rec.state, rec.expires, now), IntentEvent.CANCEL)
         await self.db.set_intent_state(rec.id, state, now=now, close_offers=True)
         targets = await self.db.targets(rec.id)
@@ -290,7 +320,7 @@ class CustomerSide:
         rec = await self.db.get_intent(offer.intent)
         if rec is None:
             raise NotFound(f"offer {offer.id} belongs to no intent of ours")
-        now = self.svc.now()
+        now = self.ctx.now()
         _check_acceptable(rec, offer, now)
         target = await self.db.target(rec.id, offer.vendor)
         signer = self._signer(rec, reveal)
@@ -314,7 +344,7 @@ class CustomerSide:
         done = self._agreed.setdefault(agreement.id, asyncio.Event())
         order = order_record(agreement, intent=rec.id, offer=offer.id, peer=offer.vendor, now=now)
         await self.db.accept(rec.id, offer.id, order)
-        await self.svc.keep_order(order)
+        await self._keep_order(order)
         others = [t.vendor for t in await self.db.targets(rec.id) if t.vendor != offer.vendor]
         await self._send(
             [offer.vendor],
@@ -332,14 +362,14 @@ class CustomerSide:
 
     def _signer(self, rec: IntentRecord, reveal: bool) -> Identity:
         if rec.persona is None or reveal:
-            return self.node.identity
-        persona = self.svc.pseudonyms.for_intent(rec.id)
+            return self.ctx.identity
+        persona = self.pseudonyms.for_intent(rec.id)
         if persona is None:
             raise NotFound(f"the pseudonym of intent {rec.id} is not loaded")
         return persona
 
     def _shown_name(self, rec: IntentRecord, reveal: bool) -> str:
-        return self.node.config.name if rec.persona is None or reveal else ANONYMOUS_NAME
+        return self.ctx.config.name if rec.persona is None or reveal else ANONYMOUS_NAME
 
     async def _send(
         self,
@@ -348,11 +378,11 @@ class CustomerSide:
         body: Body,
         then: tuple[Sequence[str], Body] | None = None,
     ) -> None:
-        persona = self.svc.pseudonyms.for_intent(rec.id) if rec.persona else None
+        persona = self.pseudonyms.for_intent(rec.id) if rec.persona else None
         outs = [Outgoing(v, body, thid=rec.id, as_identity=persona) for v in vendors]
         if then is not None:
             outs += [Outgoing(v, then[1], thid=rec.id, as_identity=persona) for v in then[0]]
-        await self.node.messenger.send_many(outs)
+        await self.ctx.messenger.send_many(outs)
 
     # -- inbound ---------------------------------------------------------------------------
 
@@ -360,7 +390,7 @@ class CustomerSide:
         """The intent ``intent_id`` as sent to this sender under this recipient, or refuse."""
         rec = await self.db.get_intent(intent_id)
         target = await self.db.target(intent_id, opened.sender) if rec else None
-        me = (rec.persona or self.node.identity.did) if rec else None
+        me = (rec.persona or self.ctx.identity.did) if rec else None
         if rec is None or target is None or opened.message.recipient != me:
             raise Refused(f"no intent {intent_id} was sent to you")
         return rec, target
@@ -369,7 +399,7 @@ class CustomerSide:
         body = opened.message.body
         assert isinstance(body, Offer)
         rec, _ = await self._intent_for(opened, body.intent)
-        now = self.svc.now()
+        now = self.ctx.now()
         state = effective_state(rec.state, rec.expires, now)
         if state is IntentState.EXPIRED:
             raise Expired(f"intent {rec.id} has expired: it takes no more offers")
@@ -389,7 +419,7 @@ class CustomerSide:
         )
         (fresh,) = await self.offers_in.submit([offer])
         if fresh:
-            self.node.events.publish(
+            self.ctx.events.publish(
                 {
                     "event": "offer",
                     "intent": rec.id,
@@ -417,15 +447,15 @@ class CustomerSide:
         report = verify_agreement(body.agreement)
         if not report.ok:
             raise BadSignature("; ".join(p.message for p in report.problems))
-        now = self.svc.now()
+        now = self.ctx.now()
         order = order_record(
             body.agreement, intent=rec.id, offer=ours.offer, peer=ours.peer, now=now
         )
         await self.db.put_order(order)
-        await self.svc.keep_order(order)
+        await self._keep_order(order)
         if (done := self._agreed.get(order.id)) is not None:
             done.set()
-        self.node.events.publish({"event": "order.agreed", "intent": rec.id, "agreement": order.id})
+        self.ctx.events.publish({"event": "order.agreed", "intent": rec.id, "agreement": order.id})
 
     async def _on_notice(self, opened: Opened) -> None:
         body = opened.message.body

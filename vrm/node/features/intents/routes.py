@@ -9,19 +9,17 @@ from __future__ import annotations
 import contextlib
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from vrm.errors import InvalidInput, NotFound
-from vrm.node.admin import _body, _int, _json, _str
-from vrm.node.intent_customer import CastRequest
+from vrm.node.features.intents.customer import CastRequest
+from vrm.node.features.intents.service import IntentsService
+from vrm.node.http import int_param, json_response, read_json, str_field
 from vrm.protocol.intents import OfferState, effective_state
 from vrm.storage.intents import IncomingIntent, IntentRecord, MadeOffer, OfferRecord, Target
-
-if TYPE_CHECKING:
-    from vrm.node.intents import IntentsService
 
 __all__ = ["IntentsApi", "incoming_view", "intent_view", "offer_view"]
 
@@ -128,14 +126,14 @@ class IntentsApi:
         ]
 
     async def _names(self) -> dict[str, str]:
-        names = {r.did: r.name for r in await self.svc.node.book.all()}
+        names = {r.did: r.name for r in await self.svc.ctx.relationships.all()}
         for rec in await self.svc.db.list_intents():
             for t in await self.svc.db.targets(rec.id):
                 names.setdefault(t.vendor, t.name)
         return names
 
     async def cast(self, request: web.Request) -> web.Response:
-        data = await _body(request)
+        data = await read_json(request)
         want = data.get("want") or {}
         to = data.get("to") or []
         if not isinstance(want, dict) or not all(isinstance(v, str) for v in want.values()):
@@ -143,37 +141,37 @@ class IntentsApi:
         if not isinstance(to, list) or not all(isinstance(v, str) for v in to):
             raise InvalidInput("'to' must be a list of peers")
         req = CastRequest(
-            category=_str(data, "category") or "",
-            text=_str(data, "text") or "",
-            where=_str(data, "where", required=False),
+            category=str_field(data, "category") or "",
+            text=str_field(data, "text") or "",
+            where=str_field(data, "where", required=False),
             start=_date(data.get("from"), "from"),
             end=_date(data.get("to_date"), "to_date"),
-            max_price=_str(data, "max_price", required=False),
-            currency=_str(data, "currency", required=False),
+            max_price=str_field(data, "max_price", required=False),
+            currency=str_field(data, "currency", required=False),
             want=want,
-            expires_s=_int(data.get("expires_s"), "expires_s", 48 * 3600),
+            expires_s=int_param(data.get("expires_s"), "expires_s", 48 * 3600),
             to=to,
             anonymous=bool(data.get("anonymous", False)),
         )
         rec, targets = await self.svc.customer.cast(req)
-        return _json(intent_view(rec, self.svc.now(), targets))
+        return json_response(intent_view(rec, self.svc.ctx.now(), targets))
 
     async def list(self, request: web.Request) -> web.Response:
-        now = self.svc.now()
+        now = self.svc.ctx.now()
         if request.query.get("incoming") == "1":
-            names = {r.did: r.name for r in await self.svc.node.book.all()}
+            names = {r.did: r.name for r in await self.svc.ctx.relationships.all()}
             incoming = await self.svc.db.list_incoming()
-            return _json([incoming_view(i, names, now) for i in incoming])
-        return _json([intent_view(r, now) for r in await self.svc.db.list_intents()])
+            return json_response([incoming_view(i, names, now) for i in incoming])
+        return json_response([intent_view(r, now) for r in await self.svc.db.list_intents()])
 
     async def show(self, request: web.Request) -> web.Response:
-        ref, now, db = request.match_info["id"], self.svc.now(), self.svc.db
+        ref, now, db = request.match_info["id"], self.svc.ctx.now(), self.svc.db
         with contextlib.suppress(NotFound):
             rec = await db.find_intent(ref)
             names = await self._names()
             offers = [offer_view(o, names, now) for o in await db.list_offers(rec.id)]
             view = intent_view(rec, now, await db.targets(rec.id))
-            notices = await self.svc.node.store.list_messages(
+            notices = await self.svc.ctx.store.list_messages(
                 peer=None, after_seq=0, limit=1000, direction="in"
             )
             view["notices"] = [
@@ -181,62 +179,66 @@ class IntentsApi:
                 for m in notices
                 if m.thid == rec.id and m.type == "order.notice"
             ]
-            return _json(
+            return json_response(
                 {**view, "offers": offers, "order": _order_view(await db.order_for(rec.id))}
             )
         inc = await db.find_incoming(ref)
-        names = {r.did: r.name for r in await self.svc.node.book.all()}
+        names = {r.did: r.name for r in await self.svc.ctx.relationships.all()}
         made = [offer_view(o, names, now) for o in await db.made_offers(inc.id, inc.peer)]
         view = incoming_view(inc, names, now)
-        return _json({**view, "offers": made, "order": _order_view(await db.order_for(inc.id))})
+        return json_response(
+            {**view, "offers": made, "order": _order_view(await db.order_for(inc.id))}
+        )
 
     async def cancel(self, request: web.Request) -> web.Response:
         rec = await self.svc.customer.cancel(request.match_info["id"])
-        return _json(intent_view(rec, self.svc.now(), await self.svc.db.targets(rec.id)))
+        return json_response(
+            intent_view(rec, self.svc.ctx.now(), await self.svc.db.targets(rec.id))
+        )
 
     async def offers(self, request: web.Request) -> web.Response:
         ref = request.query.get("intent")
         intent_id = (await self.svc.db.find_intent(ref)).id if ref else None
-        now, names = self.svc.now(), await self._names()
+        now, names = self.svc.ctx.now(), await self._names()
         views = [offer_view(o, names, now) for o in await self.svc.db.list_offers(intent_id)]
         if request.query.get("sort") == "price":
             views.sort(key=_sort_key)
-        return _json(views)
+        return json_response(views)
 
     async def accept(self, request: web.Request) -> web.Response:
-        data = await _body(request)
-        wait = min(_int(data.get("wait_s"), "wait_s", 0), MAX_ACCEPT_WAIT_S)
+        data = await read_json(request)
+        wait = min(int_param(data.get("wait_s"), "wait_s", 0), MAX_ACCEPT_WAIT_S)
         result = await self.svc.customer.accept(
             request.match_info["id"], reveal=bool(data.get("reveal", False)), wait_s=wait
         )
-        return _json({**result, "agreement": _order_view(result["agreement"])})
+        return json_response({**result, "agreement": _order_view(result["agreement"])})
 
     async def make_offer(self, request: web.Request) -> web.Response:
-        data = await _body(request)
+        data = await read_json(request)
         terms = data.get("terms") or []
         if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
             raise InvalidInput("'terms' must be a list of strings")
         expires = data.get("expires_s")
         made = await self.svc.vendor.make_offer(
             request.match_info["id"],
-            price=_str(data, "price", required=False),
-            currency=_str(data, "currency", required=False),
-            text=_str(data, "text", required=False) or "",
+            price=str_field(data, "price", required=False),
+            currency=str_field(data, "currency", required=False),
+            text=str_field(data, "text", required=False) or "",
             terms=terms,
-            expires_s=None if expires is None else _int(expires, "expires_s", 0),
+            expires_s=None if expires is None else int_param(expires, "expires_s", 0),
             accept_price=bool(data.get("accept_price", False)),
         )
-        names = {r.did: r.name for r in await self.svc.node.book.all()}
-        return _json(offer_view(made, names, self.svc.now()))
+        names = {r.did: r.name for r in await self.svc.ctx.relationships.all()}
+        return json_response(offer_view(made, names, self.svc.ctx.now()))
 
     async def notice(self, request: web.Request) -> web.Response:
-        data = await _body(request)
+        data = await read_json(request)
         inc, msg_id = await self.svc.vendor.send_notice(
             request.match_info["id"],
-            kind=_str(data, "kind") or "",
-            text=_str(data, "text") or "",
+            kind=str_field(data, "kind") or "",
+            text=str_field(data, "text") or "",
         )
-        return _json({"intent": inc.id, "peer": inc.peer, "message": msg_id})
+        return json_response({"intent": inc.id, "peer": inc.peer, "message": msg_id})
 
     async def agreement(self, request: web.Request) -> web.Response:
         ref, db = request.match_info["id"], self.svc.db
@@ -247,18 +249,18 @@ class IntentsApi:
         order = await db.order_for(intent_id)
         if order is None:
             raise NotFound(f"no order agreement on intent {intent_id} yet")
-        return _json(
+        return json_response(
             {"id": order.id, "complete": order.complete, "document": order.document.decode()}
         )
 
     async def vendors(self, request: web.Request) -> web.Response:
         category = request.query.get("category") or None
-        return _json(await self.svc.customer.vendors(category))
+        return json_response(await self.svc.customer.vendors(category))
 
     async def rules(self, request: web.Request) -> web.Response:
         rf = self.svc.vendor.rules
         rules = rf.current(recheck=True)
-        return _json(
+        return json_response(
             {
                 "path": None if rf.path is None else str(rf.path),
                 "rules": []

@@ -15,9 +15,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
+from typing import Any
 
 from vrm.errors import (
     Conflict,
@@ -27,8 +25,9 @@ from vrm.errors import (
     Refused,
     VrmError,
 )
+from vrm.node.context import FeatureContext
+from vrm.node.feature import Handler
 from vrm.node.messenger import Outgoing
-from vrm.node.service import Handler, sql_store
 from vrm.protocol import profile as pf
 from vrm.protocol.agreement import Agreement, Entry, append_entry, new_entry
 from vrm.protocol.envelope import Opened
@@ -39,10 +38,7 @@ from vrm.protocol.terms import parse_policy
 from vrm.storage.base import Relationship
 from vrm.storage.data import DataStore, FanoutItem, Grant
 
-if TYPE_CHECKING:
-    from vrm.node.node import Node
-
-__all__ = ["DataService", "UpdateResult", "data_service", "values_digest"]
+__all__ = ["DataService", "UpdateResult", "values_digest"]
 
 log = logging.getLogger("vrm.data")
 
@@ -65,51 +61,41 @@ class UpdateResult:
 
 
 class DataService:
-    """The ``data`` service; ``node.services`` holds it, ``data_service(node)`` finds it."""
+    """The personal data store: profile, grants, update fan-outs, expiry."""
 
     name = "data"
 
-    def __init__(self, node: Node) -> None:
-        from vrm.node.terms import TermsFlow  # one module per concern, one service
-
-        self.node = node
-        self.db = DataStore(sql_store(node))
-        self.policy, self.catalogue = parse_policy(node.config.extra.get("terms", {}))
+    def __init__(self, ctx: FeatureContext) -> None:
+        self.ctx = ctx
+        self.db = DataStore(ctx.database())
+        self.policy, self.catalogue = parse_policy(ctx.config.extra.get("terms", {}))
         #: agreements are read, extended and written back; one writer at a time
         self.lock = asyncio.Lock()
-        self.terms = TermsFlow(self)
-        node.connections.hook = self.terms
         self._wake = asyncio.Event()
         self._sweeping = False
 
     @property
     def me(self) -> str:
-        return str(self.node.identity.did)
+        return str(self.ctx.identity.did)
 
     def now(self) -> float:
-        return self.node.clock()
+        return self.ctx.clock()
 
-    # -- Service ------------------------------------------------------------------------
+    # -- handlers -----------------------------------------------------------------------
 
-    def handlers(self) -> Mapping[str, Handler]:
+    def handlers(self) -> dict[str, Handler]:
         return {
             "grant.share": self._on_share,
             "grant.update": self._on_update,
             "grant.revoke": self._on_revoke,
             "grant.deleted": self._on_deleted,
-            **self.terms.handlers(),
         }
-
-    def routes(self) -> list[web.RouteDef]:
-        from vrm.node.data_api import DataApi
-
-        return DataApi(self).routes()
 
     async def start(self) -> None:
         # A restored node at a new address is announced by the discovery service's
         # EndpointTracker (the archive carries its "endpoints.announced" meta).
         self._sweeping = True
-        self.node._spawn(self._sweep_loop())
+        self.ctx.spawn(self._sweep_loop(), "data.expiry_sweep")
 
     async def stop(self) -> None:
         self._sweeping = False
@@ -118,7 +104,7 @@ class DataService:
     # -- helpers ------------------------------------------------------------------------
 
     async def active_peer(self, ref: str) -> Relationship:
-        rel = await self.node.book.resolve(ref)
+        rel = await self.ctx.relationships.resolve(ref)
         if rel.state is not RelState.ACTIVE:
             raise Conflict(f"relationship with {rel.name} is {rel.state.value}, not active")
         return rel
@@ -128,7 +114,7 @@ class DataService:
     ) -> tuple[Agreement | None, Entry | None]:
         if agreement is None or not agreement.complete:
             return None, None
-        entry = new_entry(agreement, self.node.identity, type, data, now=self.now())
+        entry = new_entry(agreement, self.ctx.identity, type, data, now=self.now())
         return append_entry(agreement, entry), entry
 
     async def _agreement_for(self, grant: Grant) -> Agreement | None:
@@ -173,7 +159,7 @@ class DataService:
             if agreement is not None:
                 docs[agreement.id] = changed[agreement.id] = agreement
             body = GrantUpdate(grant=g.id, values=values, agreement=g.agreement, entry=entry)
-            outs.append(self.node.messenger.prepare(Outgoing(g.peer, body)))
+            outs.append(self.ctx.messenger.prepare(Outgoing(g.peer, body)))
             fanout.append(FanoutItem(update_id, outs[-1].id, g.peer, g.id, path, now))
             events.append((g.id, "update", paths, "", None))
         peers = {g.agreement: g.peer for g in grants}
@@ -183,7 +169,7 @@ class DataService:
             agreements=[(a, peers[a.id]) for a in changed.values()],
             fanout=fanout,
         )
-        await self.node.outbox.submit(outs)
+        await self.ctx.messenger.submit(outs)
         return len(outs)
 
     async def share(
@@ -257,7 +243,7 @@ class DataService:
             agreements=[(agreement, grant.peer)] if agreement else [],
             drop_values=drop,
         )
-        await self.node.messenger.send(Outgoing(grant.peer, body))
+        await self.ctx.messenger.send(Outgoing(grant.peer, body))
 
     async def revoke(
         self, *, grant_id: str | None, peer_ref: str | None, paths: Sequence[str]
@@ -271,7 +257,7 @@ class DataService:
                 raise NotFound(f"no active grant {grant_id!r} of yours; see `vrm grants`")
             targets = [g]
         elif peer_ref:
-            rel = await self.node.book.resolve(peer_ref)
+            rel = await self.ctx.relationships.resolve(peer_ref)
             targets = await self.db.grants(direction="out", peer=rel.did)
         else:
             raise InvalidInput("name a GRANT or --with PEER")
@@ -463,7 +449,7 @@ class DataService:
         self._publish("grant.deleted", g.peer, g.id, list(body.paths))
 
     def _publish(self, event: str, peer: str, grant: str, paths: list[str]) -> None:
-        self.node.events.publish({"event": event, "peer": peer, "grant": grant, "paths": paths})
+        self.ctx.events.publish({"event": event, "peer": peer, "grant": grant, "paths": paths})
 
     # -- expiry -----------------------------------------------------------------------------
 
@@ -498,11 +484,3 @@ class DataService:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(delay, SWEEP_MAX_SLEEP_S))
-
-
-def data_service(node: Node) -> DataService:
-    """The node's data service (``Conflict`` if the node runs without it)."""
-    for svc in node.services:
-        if isinstance(svc, DataService):
-            return svc
-    raise Conflict("this node runs without the data service")

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from vrm.errors import InvalidInput, NotFound
-from vrm.node.admin import _body, _int, _json, _str
+from vrm.node.archive import export_archive
+from vrm.node.features.data.service import DataService
+from vrm.node.http import int_param, json_response, read_json, str_field
 from vrm.protocol import profile as pf
 from vrm.protocol.agreement import Agreement, verify_agreement
 from vrm.storage.base import DeliveryState
 from vrm.storage.data import Grant, fanout_status
-
-if TYPE_CHECKING:
-    from vrm.node.data import DataService
 
 __all__ = ["DataApi", "agreement_summary", "grant_view"]
 
@@ -65,7 +64,7 @@ def agreement_summary(a: Agreement, peer: str, names: dict[str, str]) -> dict[st
 class DataApi:
     def __init__(self, service: DataService) -> None:
         self.svc = service
-        self.node = service.node
+        self.ctx = service.ctx
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -84,7 +83,7 @@ class DataApi:
         ]
 
     async def _names(self) -> dict[str, str]:
-        return {r.did: r.name for r in await self.node.book.all()}
+        return {r.did: r.name for r in await self.ctx.relationships.all()}
 
     async def profile(self, request: web.Request) -> web.Response:
         profile = await self.svc.db.profile()
@@ -112,11 +111,11 @@ class DataApi:
                     "holders": holders,
                 }
             )
-        return _json({"profile": profile, "fields": fields})
+        return json_response({"profile": profile, "fields": fields})
 
     async def set_profile(self, request: web.Request) -> web.Response:
-        data = await _body(request)
-        path = _str(data, "path")
+        data = await read_json(request)
+        path = str_field(data, "path")
         assert path is not None
         if data.get("unset"):
             result = await self.svc.unset_profile(path)
@@ -125,7 +124,7 @@ class DataApi:
             if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
                 raise InvalidInput("'words' must be a list of strings")
             result = await self.svc.set_profile(path, words)
-        return _json(
+        return json_response(
             {
                 "update_id": result.update_id,
                 "path": result.path,
@@ -136,11 +135,13 @@ class DataApi:
 
     async def update_status(self, request: web.Request) -> web.Response:
         update_id = request.match_info["id"]
-        wait = min(_int(request.query.get("wait"), "wait", 0), MAX_WAIT_S)
+        wait = min(int_param(request.query.get("wait"), "wait", 0), MAX_WAIT_S)
         items = await fanout_status(self.svc.db, update_id)
         pending = [i.msg_id for i in items if i.state == DeliveryState.QUEUED.value]
         if wait > 0 and pending:
-            waits = [asyncio.ensure_future(self.node.outbox.wait_settled(m, wait)) for m in pending]
+            waits = [
+                asyncio.ensure_future(self.ctx.messenger.wait_settled(m, wait)) for m in pending
+            ]
             await asyncio.wait(waits, timeout=wait)
             for w in waits:
                 w.cancel()
@@ -165,11 +166,11 @@ class DataApi:
             s: sum(1 for r in rows if r["state"] == s)
             for s in ("delivered", "queued", "failed", "expired")
         }
-        return _json({"update_id": update_id, "total": len(rows), **counts, "items": rows})
+        return json_response({"update_id": update_id, "total": len(rows), **counts, "items": rows})
 
     async def grants(self, request: web.Request) -> web.Response:
         q = request.query
-        peer = (await self.node.book.resolve(q["peer"])).did if q.get("peer") else None
+        peer = (await self.ctx.relationships.resolve(q["peer"])).did if q.get("peer") else None
         grants = await self.svc.db.grants(
             direction=q.get("direction") or None,
             peer=peer,
@@ -182,11 +183,13 @@ class DataApi:
                 receipts.setdefault(e.grant_id, []).append(
                     {"paths": list(e.paths), "at": e.at, "reason": e.detail}
                 )
-        return _json([{**grant_view(g, names), "receipts": receipts.get(g.id, [])} for g in grants])
+        return json_response(
+            [{**grant_view(g, names), "receipts": receipts.get(g.id, [])} for g in grants]
+        )
 
     async def share(self, request: web.Request) -> web.Response:
-        data = await _body(request)
-        paths, peer = data.get("paths"), _str(data, "peer")
+        data = await read_json(request)
+        paths, peer = data.get("paths"), str_field(data, "peer")
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise InvalidInput("'paths' must be a list of profile fields")
         until = data.get("until")
@@ -196,23 +199,23 @@ class DataApi:
         g = await self.svc.share(
             paths,
             peer,
-            purpose=_str(data, "purpose") or "",
+            purpose=str_field(data, "purpose") or "",
             until=None if until is None else float(until),
         )
-        return _json(grant_view(g, await self._names()))
+        return json_response(grant_view(g, await self._names()))
 
     async def revoke(self, request: web.Request) -> web.Response:
-        data = await _body(request)
+        data = await read_json(request)
         paths = data.get("paths") or []
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise InvalidInput("'paths' must be a list of profile fields")
         done = await self.svc.revoke(
-            grant_id=_str(data, "grant", required=False),
-            peer_ref=_str(data, "peer", required=False),
+            grant_id=str_field(data, "grant", required=False),
+            peer_ref=str_field(data, "peer", required=False),
             paths=paths,
         )
         names = await self._names()
-        return _json([grant_view(g, names) for g in done])
+        return json_response([grant_view(g, names) for g in done])
 
     async def _customer(self, did: str, names: dict[str, str], *, history: bool) -> dict[str, Any]:
         held = await self.svc.db.held(peer=did)
@@ -254,7 +257,7 @@ class DataApi:
         names = await self._names()
         rels = [
             r
-            for r in await self.node.book.all()
+            for r in await self.ctx.relationships.all()
             if r.role == "person" and r.state.value != "deleted"
         ]
         out = []
@@ -262,21 +265,21 @@ class DataApi:
             c = await self._customer(r.did, names, history=False)
             c["state"] = r.state.value
             out.append(c)
-        return _json(out)
+        return json_response(out)
 
     async def customer(self, request: web.Request) -> web.Response:
-        rel = await self.node.book.resolve(request.match_info["peer"])
+        rel = await self.ctx.relationships.resolve(request.match_info["peer"])
         c = await self._customer(rel.did, await self._names(), history=True)
         c["state"] = rel.state.value
         c["role"] = rel.role
-        return _json(c)
+        return json_response(c)
 
     async def agreements(self, request: web.Request) -> web.Response:
         peer = request.query.get("peer")
-        did = (await self.node.book.resolve(peer)).did if peer else None
+        did = (await self.ctx.relationships.resolve(peer)).did if peer else None
         names = await self._names()
         rows = await self.svc.db.agreements(peer=did, kind=request.query.get("kind") or None)
-        return _json([agreement_summary(r.agreement, r.peer, names) for r in rows])
+        return json_response([agreement_summary(r.agreement, r.peer, names) for r in rows])
 
     async def agreement(self, request: web.Request) -> web.Response:
         ref = request.match_info["id"]
@@ -287,7 +290,7 @@ class DataApi:
             )
         a = rows[0].agreement
         report = verify_agreement(a)
-        return _json(
+        return json_response(
             {
                 "agreement": msgspec.to_builtins(a),
                 "summary": agreement_summary(a, rows[0].peer, await self._names()),
@@ -298,9 +301,9 @@ class DataApi:
 
     async def terms(self, request: web.Request) -> web.Response:
         pol = self.svc.policy
-        return _json(
+        return json_response(
             {
-                "role": self.node.config.role,
+                "role": self.ctx.config.role,
                 "policy": {
                     "proffer": pol.proffer,
                     "require": pol.require,
@@ -315,11 +318,9 @@ class DataApi:
         )
 
     async def export(self, request: web.Request) -> web.Response:
-        from vrm.node.archive import export_archive
-
-        data = await _body(request)
-        passphrase = _str(data, "passphrase", required=False)
+        data = await read_json(request)
+        passphrase = str_field(data, "passphrase", required=False)
         archive = await export_archive(
-            self.node, passphrase=passphrase if data.get("with_keys") else None
+            self.ctx, passphrase=passphrase if data.get("with_keys") else None
         )
         return web.Response(body=archive, content_type="application/json")

@@ -1,6 +1,6 @@
 """The discovery service: LAN peers (mDNS), domains (DNS), the whoami proof, endpoint moves.
 
-`vrm connect` by peer name, did or domain comes here: the advert or DNS record says
+The admin and whoami routes are in ``routes.py``. `vrm connect` by peer name, did or domain comes here: the advert or DNS record says
 where to go, the endpoint must then prove it holds the did's key (``GET /vrm/v1/whoami``
 with a fresh nonce), and only then is a ``connect.request`` sent and the key pinned.
 """
@@ -11,28 +11,24 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import aiohttp
 import msgspec
-from aiohttp import web
 
 from vrm.errors import (
     ConfigError,
     IdentityNotProven,
     InvalidInput,
-    Malformed,
     NotFound,
     Unreachable,
     VrmError,
 )
-from vrm.node.admin import relationship_view
-from vrm.node.dns import DnsResolver, dns_config, parse_nameserver, publish
-from vrm.node.endpoints import EndpointTracker, set_public_urls
-from vrm.node.mdns import ALL_INTERFACES, Mdns, MdnsConfig, Sighting
-from vrm.node.service import Handler
+from vrm.node.context import FeatureContext
+from vrm.node.features.discovery.dns import DnsResolver, dns_config, parse_nameserver, publish
+from vrm.node.features.discovery.endpoints import EndpointTracker, set_public_urls
+from vrm.node.features.discovery.mdns import ALL_INTERFACES, Mdns, MdnsConfig, Sighting
 from vrm.protocol.discovery import (
     MAX_ENDPOINTS,
     MAX_WHOAMI_BYTES,
@@ -42,9 +38,7 @@ from vrm.protocol.discovery import (
     check_endpoint,
     looks_like_domain,
     normalize_domain,
-    parse_nonce,
     render_zone,
-    sign_whoami,
     verify_whoami,
     zone_records,
 )
@@ -53,10 +47,7 @@ from vrm.protocol.messages import enc_hook
 from vrm.protocol.relationship import RelState
 from vrm.storage.base import Relationship
 
-if TYPE_CHECKING:
-    from vrm.node.node import Node
-
-__all__ = ["Discovery", "discovery_service"]
+__all__ = ["Discovery", "sighting_view"]
 
 log = logging.getLogger("vrm.discovery")
 
@@ -66,10 +57,6 @@ WHOAMI_TIMEOUT_S = 5.0
 ENDPOINT_POLL_S = 10.0
 _WILDCARDS = ("0.0.0.0", "::", "")
 _ENCODER = msgspec.json.Encoder(enc_hook=enc_hook)
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=_ENCODER.encode(data), status=status, content_type="application/json")
 
 
 def sighting_view(s: Sighting, rel: Relationship | None) -> dict[str, Any]:
@@ -91,52 +78,32 @@ def sighting_view(s: Sighting, rel: Relationship | None) -> dict[str, Any]:
 class Discovery:
     name = "discovery"
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.mdns_config = MdnsConfig.from_node(node.config)
-        self.dns = dns_config(node.config)
+    def __init__(self, ctx: FeatureContext) -> None:
+        self.ctx = ctx
+        self.mdns_config = MdnsConfig.from_node(ctx.config)
+        self.dns = dns_config(ctx.config)
         self.mdns = Mdns(
             self.mdns_config,
             advert=Advert(
-                did=node.identity.did,
-                role=node.config.role,
-                name=node.config.name,
-                categories=node.config.categories,
+                did=ctx.identity.did,
+                role=ctx.config.role,
+                name=ctx.config.name,
+                categories=ctx.config.categories,
             ),
-            port=lambda: node.peer_port,
-            clock=node.clock,
-            spawn=node._spawn,
+            port=lambda: ctx.addresses.peer_port,
+            clock=ctx.clock,
+            spawn=lambda coro: ctx.spawn(coro, "discovery.mdns"),
             on_change=self._on_sighting,
         )
         self.tracker = EndpointTracker(
-            store=node.store,
-            endpoints=node.endpoints,
-            announce=node.connections.announce_endpoints,
-            notify=node.events.publish,
+            store=ctx.store,
+            endpoints=ctx.addresses.endpoints,
+            announce=ctx.connector.announce_endpoints,
+            notify=ctx.events.publish,
         )
         self._resolvers: dict[tuple[str, int] | None, DnsResolver] = {}
         self._session: aiohttp.ClientSession | None = None
         self._watcher: asyncio.Task[None] | None = None
-
-    # -- Service ---------------------------------------------------------------------
-
-    def handlers(self) -> Mapping[str, Handler]:
-        return {}
-
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.get("/api/v1/discovery/peers", self.peers_route),
-            web.post("/api/v1/discovery/connect", self.connect_route),
-            web.post("/api/v1/discovery/dns-record", self.dns_record_route),
-            web.post("/api/v1/discovery/dns-publish", self.dns_publish_route),
-            web.get("/api/v1/discovery/lookup", self.lookup_route),
-            web.get("/api/v1/discovery/endpoints", self.endpoints_route),
-            web.post("/api/v1/discovery/endpoints", self.set_endpoints_route),
-        ]
-
-    def peer_routes(self) -> list[web.RouteDef]:
-        """Unauthenticated routes on the peer endpoint: the identity proof."""
-        return [web.get(WHOAMI_PATH, self.whoami_route)]
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -147,9 +114,7 @@ class Discovery:
         self._use_host_addresses()
         await self.tracker.check()
         if self.mdns_config.enabled and self.mdns_config.all_interfaces:
-            task = self.node._spawn(self._watch())
-            assert isinstance(task, asyncio.Task)
-            self._watcher = task
+            self._watcher = self.ctx.spawn(self._watch(), "discovery.endpoint_watch")
 
     async def stop(self) -> None:
         if self._watcher is not None:
@@ -165,9 +130,9 @@ class Discovery:
     def _use_host_addresses(self) -> None:
         # Listening on all interfaces with no public URL, the LAN addresses are the
         # endpoints; 127.0.0.1 would send peers to themselves.
-        cfg = self.node.config
-        if cfg.listen_host in _WILDCARDS and not cfg.public_urls and self.mdns.addresses:
-            self.node.host_addresses = self.mdns.addresses
+        addresses = self.ctx.addresses
+        if addresses.listens_everywhere and not addresses.public_urls and self.mdns.addresses:
+            addresses.set_host_addresses(self.mdns.addresses)
 
     async def _watch(self) -> None:
         while True:
@@ -180,14 +145,15 @@ class Discovery:
                 log.warning("endpoint check failed: %s", exc)
 
     def _on_sighting(self, change: str, s: Sighting) -> None:
-        rel = self.node.book.cached(s.advert.did)
-        self.node.events.publish({"event": "peer", "change": change, **sighting_view(s, rel)})
+        rel = self.ctx.relationships.cached(s.advert.did)
+        self.ctx.events.publish({"event": "peer", "change": change, **sighting_view(s, rel)})
 
     # -- peers and connecting ----------------------------------------------------------
 
     async def peers(self) -> list[dict[str, Any]]:
         return [
-            sighting_view(s, await self.node.book.get(s.advert.did)) for s in self.mdns.sightings()
+            sighting_view(s, await self.ctx.relationships.get(s.advert.did))
+            for s in self.mdns.sightings()
         ]
 
     async def connect(
@@ -198,7 +164,7 @@ class Discovery:
         if not target:
             raise InvalidInput("give a peer name, did, domain or invitation")
         if target.startswith(INVITATION_PREFIX):
-            rel = await self.node.connections.connect(target, note=note)
+            rel = await self.ctx.connector.connect(target, note=note)
             return rel, {"via": "invitation"}
         # A dotted name is always a domain, so a LAN advert cannot pose as one.
         if looks_like_domain(target):
@@ -245,14 +211,14 @@ class Discovery:
         return rel, {**info, "endpoint": url}
 
     async def _already(self, did: str) -> Relationship | None:
-        rel = await self.node.book.get(did)
+        rel = await self.ctx.relationships.get(did)
         return rel if rel is not None and rel.state is RelState.ACTIVE else None
 
     async def _request(
         self, did: str, stmt: Whoami, endpoints: Sequence[str], note: str | None
     ) -> Relationship:
         unique = list(dict.fromkeys(endpoints))[:8]
-        return await self.node.connections.request(
+        return await self.ctx.connector.request(
             did, name=stmt.name, role=stmt.role, endpoints=unique, note=note
         )
 
@@ -262,7 +228,7 @@ class Discovery:
         Raises ``IdentityNotProven`` if any endpoint answered but none proved it, else
         ``Unreachable``. Nothing is pinned or changed before this succeeds.
         """
-        if did == self.node.identity.did:
+        if did == self.ctx.identity.did:
             raise InvalidInput("that is this node's own did")
         errors: list[VrmError] = []
         for url in urls:
@@ -309,8 +275,8 @@ class Discovery:
     def dns_record(
         self, domain: str, endpoints: Sequence[str] = (), ttl: int = 300
     ) -> dict[str, Any]:
-        eps = list(endpoints) or list(self.node.endpoints())
-        did = str(self.node.identity.did)
+        eps = list(endpoints) or list(self.ctx.addresses.endpoints())
+        did = str(self.ctx.identity.did)
         records = zone_records(domain, did, eps, ttl=ttl)
         return {
             "domain": normalize_domain(domain),
@@ -325,7 +291,7 @@ class Discovery:
         cfg = self.dns.publish
         if cfg is None:
             raise ConfigError("add a [dns.publish] table to config.toml (see docs/discovery.md)")
-        records = await publish(cfg, self.node.identity.did, self.node.endpoints())
+        records = await publish(cfg, self.ctx.identity.did, self.ctx.addresses.endpoints())
         host, port = cfg.server
         return {
             "domain": cfg.domain,
@@ -342,19 +308,19 @@ class Discovery:
             raise InvalidInput(f"give 1 to {MAX_ENDPOINTS} endpoint URLs")
         for url in urls:
             check_endpoint(url)
-        if self.node.home is not None:
-            set_public_urls(self.node.home.path / "config.toml", urls)
-        self.node.config = replace(self.node.config, public_urls=tuple(urls))
+        if self.ctx.home_path is not None:
+            set_public_urls(self.ctx.home_path / "config.toml", urls)
+        self.ctx.addresses.set_public_urls(urls)
         self._use_host_addresses()
         moved = await self.tracker.check()
         return self.endpoints_view(told=self.tracker.last_told if moved else 0)
 
     def endpoints_view(self, told: int | None = None) -> dict[str, Any]:
-        cfg = self.node.config
+        addresses = self.ctx.addresses
         return {
-            "endpoints": list(self.node.endpoints()),
-            "public_urls": list(cfg.public_urls),
-            "listen": f"{cfg.listen_host}:{self.node.peer_port}",
+            "endpoints": list(addresses.endpoints()),
+            "public_urls": list(addresses.public_urls),
+            "listen": f"{addresses.listen_host}:{addresses.peer_port}",
             "mdns": {
                 "enabled": self.mdns_config.enabled,
                 "advertise": self.mdns_config.advertise,
@@ -364,86 +330,3 @@ class Discovery:
             },
             "told": self.tracker.last_told if told is None else told,
         }
-
-    # -- routes ------------------------------------------------------------------------
-
-    async def whoami_route(self, request: web.Request) -> web.Response:
-        try:
-            nonce = parse_nonce(request.query.get("nonce", ""))
-        except Malformed as exc:
-            return _json({"ok": False, "code": exc.code, "error": exc.message}, 400)
-        cfg = self.node.config
-        body = sign_whoami(
-            self.node.identity,
-            name=cfg.name,
-            role=cfg.role,
-            endpoints=self.node.endpoints(),
-            nonce=nonce,
-        )
-        return web.Response(body=body, content_type="application/json")
-
-    async def peers_route(self, request: web.Request) -> web.Response:
-        return _json(await self.peers())
-
-    async def connect_route(self, request: web.Request) -> web.Response:
-        data = await _body(request)
-        rel, how = await self.connect(
-            _str(data, "target") or "",
-            resolver=_str(data, "resolver"),
-            note=_str(data, "note"),
-        )
-        return _json({**relationship_view(rel), "discovery": how})
-
-    async def dns_record_route(self, request: web.Request) -> web.Response:
-        data = await _body(request)
-        domain, ttl, endpoints = data.get("domain"), data.get("ttl", 300), data.get("endpoints", [])
-        if not isinstance(domain, str) or not domain:
-            raise InvalidInput("'domain' is required")
-        if not isinstance(ttl, int) or isinstance(ttl, bool):
-            raise InvalidInput("'ttl' must be a number of seconds")
-        if not isinstance(endpoints, list) or not all(isinstance(u, str) for u in endpoints):
-            raise InvalidInput("'endpoints' must be a list of URLs")
-        return _json(self.dns_record(domain, endpoints, ttl))
-
-    async def dns_publish_route(self, request: web.Request) -> web.Response:
-        return _json(await self.dns_publish())
-
-    async def lookup_route(self, request: web.Request) -> web.Response:
-        domain = request.query.get("domain")
-        if not domain:
-            raise InvalidInput("'domain' is required")
-        resolver = self.resolver(request.query.get("resolver") or None)
-        record = await resolver.lookup(domain)
-        return _json(
-            {"domain": record.domain, "did": str(record.did), "endpoints": list(record.endpoints)}
-        )
-
-    async def endpoints_route(self, request: web.Request) -> web.Response:
-        return _json(self.endpoints_view())
-
-    async def set_endpoints_route(self, request: web.Request) -> web.Response:
-        urls = (await _body(request)).get("urls")
-        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-            raise InvalidInput("'urls' must be a list of endpoint URLs")
-        return _json(await self.set_endpoints(urls))
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        data = msgspec.json.decode(await request.read()) if request.can_read_body else {}
-    except msgspec.DecodeError as exc:
-        raise InvalidInput(f"request body is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidInput("request body must be a JSON object")
-    return data
-
-
-def _str(data: dict[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput(f"{key!r} must be a string")
-    return value
-
-
-def discovery_service(node: Node) -> Discovery:
-    return Discovery(node)

@@ -1,7 +1,7 @@
 """Personal terms while connecting: the person proffers, the vendor decides by policy,
 both sign the "terms" agreement and both store it (docs/terms.md, docs/data.md).
 
-``TermsFlow`` is the ``ConnectHook`` the data service installs in ``Connections``.
+``TermsFlow`` is the ``ConnectHook`` the data feature declares to the node.
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from vrm.errors import BadSignature, InvalidInput, Refused
+from vrm.node.feature import Handler
+from vrm.node.features.data.service import DataService
 from vrm.node.messenger import Outgoing
-from vrm.node.service import Handler
 from vrm.protocol.agreement import Party, countersign, propose, sign_agreement
 from vrm.protocol.envelope import Opened
 from vrm.protocol.grants import AgreementSign, TermsAccept, TermsProffer, TermsRefuse
@@ -23,9 +23,6 @@ from vrm.protocol.messages import ConnectRequest, TermRef
 from vrm.protocol.relationship import Event, RelState
 from vrm.protocol.terms import check_terms_agreement, decide
 from vrm.storage.base import Relationship
-
-if TYPE_CHECKING:
-    from vrm.node.data import DataService
 
 __all__ = ["REQUIRED_TERMS_WAIT_S", "TermsFlow"]
 
@@ -40,7 +37,7 @@ _REASON_CHARS = 256
 class TermsFlow:
     def __init__(self, service: DataService) -> None:
         self.svc = service
-        self.node = service.node
+        self.ctx = service.ctx
         self._answers: dict[str, asyncio.Future[tuple[bool, str]]] = {}
 
     def handlers(self) -> Mapping[str, Handler]:
@@ -53,7 +50,7 @@ class TermsFlow:
 
     @property
     def _person(self) -> bool:
-        return self.node.config.role == "person"
+        return self.ctx.config.role == "person"
 
     def _proffer(self) -> list[TermRef]:
         return self.svc.policy.refs(self.svc.catalogue) if self._person else []
@@ -84,7 +81,7 @@ class TermsFlow:
                 del self._answers[rel.did]
         if not accepted:
             raise Refused(f"{rel.name} did not connect: {reason or 'no reason given'}")
-        return await self.node.book.get(rel.did) or rel
+        return await self.ctx.relationships.get(rel.did) or rel
 
     async def refuse_request(self, peer: str, body: ConnectRequest) -> str | None:
         if self._person or body.role != "person" or not body.proffer:
@@ -103,7 +100,7 @@ class TermsFlow:
                 await self.svc.db.drop_proffer(rel.did, "in")
         elif rel.role == "vendor" and (refs := self._proffer()):
             await self.svc.db.put_proffer(rel.did, "out", refs, now=self.svc.now())
-            await self.node.messenger.send(Outgoing(rel.did, TermsProffer(terms=refs)))
+            await self.ctx.messenger.send(Outgoing(rel.did, TermsProffer(terms=refs)))
 
     async def answered(self, peer: str, accepted: bool, reason: str) -> None:
         fut = self._answers.get(peer)
@@ -117,20 +114,20 @@ class TermsFlow:
         decision = decide(refs, self.svc.policy, self.svc.catalogue)
         parties = [
             Party(did=str(rel.did), role="person", name=rel.name),
-            Party(did=self.svc.me, role="vendor", name=self.node.config.name),
+            Party(did=self.svc.me, role="vendor", name=self.ctx.config.name),
         ]
         agreement = propose(
             "terms", parties, decision.content(), now=self.svc.now(), rng=os.urandom
         )
-        agreement = sign_agreement(agreement, self.node.identity)
+        agreement = sign_agreement(agreement, self.ctx.identity)
         async with self.svc.lock:
             await self.svc.db.put_agreement(agreement, rel.did, now=self.svc.now())
-        await self.node.messenger.send(Outgoing(rel.did, TermsAccept(agreement=agreement)))
+        await self.ctx.messenger.send(Outgoing(rel.did, TermsAccept(agreement=agreement)))
 
     async def _on_proffer(self, opened: Opened) -> None:
         body = opened.message.body
         assert isinstance(body, TermsProffer)
-        rel = await self.node.book.get(opened.sender)
+        rel = await self.ctx.relationships.get(opened.sender)
         if self._person or rel is None:
             raise Refused("this node takes no terms proffers")
         decision = decide(body.terms, self.svc.policy, self.svc.catalogue)
@@ -138,7 +135,7 @@ class TermsFlow:
             refuse = TermsRefuse(
                 refused=list(decision.required_refused), reason=decision.reason()[:_REASON_CHARS]
             )
-            await self.node.messenger.send(Outgoing(rel.did, refuse))
+            await self.ctx.messenger.send(Outgoing(rel.did, refuse))
         else:
             await self._offer(rel, body.terms)
 
@@ -153,7 +150,7 @@ class TermsFlow:
                 raise Refused("a party countersigns only for itself")
             done = countersign(row.agreement, body.signature)
             await self.svc.db.put_agreement(done, opened.sender, now=self.svc.now())
-        self.node.events.publish(
+        self.ctx.events.publish(
             {"event": "agreement", "id": done.id, "peer": opened.sender, "kind": done.kind}
         )
 
@@ -182,26 +179,26 @@ class TermsFlow:
         problems = check_terms_agreement(a.content, proffered)
         if problems:
             raise Refused("terms agreement refused: " + "; ".join(problems))
-        signed = sign_agreement(a, self.node.identity)
+        signed = sign_agreement(a, self.ctx.identity)
         async with self.svc.lock:
             await self.svc.db.put_agreement(signed, opened.sender, now=self.svc.now())
         (my_sig,) = [s for s in signed.signatures if s.by == self.svc.me]
-        await self.node.messenger.send(
+        await self.ctx.messenger.send(
             Outgoing(opened.sender, AgreementSign(agreement=a.id, signature=my_sig))
         )
         await self.svc.db.drop_proffer(opened.sender, "out")
-        self.node.events.publish(
+        self.ctx.events.publish(
             {"event": "agreement", "id": a.id, "peer": opened.sender, "kind": a.kind}
         )
 
     async def _on_refuse(self, opened: Opened) -> None:
         body = opened.message.body
         assert isinstance(body, TermsRefuse)
-        rel = await self.node.book.get(opened.sender)
+        rel = await self.ctx.relationships.get(opened.sender)
         if rel is not None and rel.state is RelState.ACTIVE:
-            await self.node.book.apply(rel.did, Event.RECEIVE_REJECT, request_id=None)
+            await self.ctx.relationships.apply(rel.did, Event.RECEIVE_REJECT, request_id=None)
         await self.answered(opened.sender, False, body.reason)
         await self.svc.db.drop_proffer(opened.sender, "out")
-        self.node.events.publish(
+        self.ctx.events.publish(
             {"event": "terms.refused", "peer": opened.sender, "reason": body.reason}
         )

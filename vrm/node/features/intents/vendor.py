@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
@@ -25,8 +25,10 @@ from vrm.errors import (
     InvalidInput,
     Refused,
 )
+from vrm.node.context import FeatureContext
+from vrm.node.feature import Handler
+from vrm.node.features.intents.customer import KeepOrder
 from vrm.node.messenger import Outgoing
-from vrm.node.service import Handler
 from vrm.protocol.agreement import Agreement, countersign, sign_agreement
 from vrm.protocol.envelope import Opened, effective_expiry, seal
 from vrm.protocol.intents import (
@@ -47,10 +49,7 @@ from vrm.protocol.intents import (
 from vrm.protocol.messages import decode_body, decode_header, encode_canonical
 from vrm.protocol.offer_rules import OfferRules, evaluate, parse_rules
 from vrm.storage.base import OutboxItem
-from vrm.storage.intents import IncomingIntent, MadeOffer, OrderRecord, order_record
-
-if TYPE_CHECKING:
-    from vrm.node.intents import IntentsService
+from vrm.storage.intents import IncomingIntent, IntentStore, MadeOffer, OrderRecord, order_record
 
 __all__ = ["OfferDraft", "RulesFile", "VendorSide"]
 
@@ -139,13 +138,11 @@ class RulesFile:
 
 
 class VendorSide:
-    def __init__(self, svc: IntentsService) -> None:
-        self.svc = svc
-        self.node = svc.node
-        self.db = svc.db
-        self.rules = RulesFile.from_config(
-            self.node.config.extra, self.node.home.path if self.node.home else None
-        )
+    def __init__(self, ctx: FeatureContext, db: IntentStore, *, keep_order: KeepOrder) -> None:
+        self.ctx = ctx
+        self.db = db
+        self._keep_order = keep_order
+        self.rules = RulesFile.from_config(ctx.config.extra, ctx.home_path)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -159,7 +156,7 @@ class VendorSide:
     async def _on_intent(self, opened: Opened) -> None:
         body = opened.message.body
         assert isinstance(body, Intent)
-        peer, now = opened.sender, self.svc.now()
+        peer, now = opened.sender, self.ctx.now()
         expired = now >= body.expires
         rules = None if expired else self.rules.current()
         decision = evaluate(rules, body, now=now) if rules is not None else None
@@ -183,7 +180,7 @@ class VendorSide:
             made, out = self._prepare_offer(inc, draft, rule=decision.rule)
         elif decision is not None and decision.action == "decline":
             reason = (decision.reason or "")[:256]
-            out = self.node.messenger.prepare(
+            out = self.ctx.messenger.prepare(
                 Outgoing(peer, IntentDecline(intent=inc.id, reason=reason), thid=inc.id)
             )
         # The intent and the rule's offer are kept together, before the offer leaves,
@@ -192,20 +189,20 @@ class VendorSide:
             await self._send_unsent(inc)
             return
         if out is not None:
-            await self.node.outbox.submit([out])
-        self.node.events.publish({"event": "intent", "intent": body.intent, "peer": peer})
+            await self.ctx.messenger.submit([out])
+        self.ctx.events.publish({"event": "intent", "intent": body.intent, "peer": peer})
 
     async def _send_unsent(self, inc: IncomingIntent) -> None:
         """A replayed intent: queue again a rule's offer a crash kept from the outbox."""
         for made in await self.db.made_offers(inc.id, inc.peer):
-            if made.state is OfferState.OPEN and await self.node.store.outbox_item(made.id) is None:
+            if made.state is OfferState.OPEN and await self.ctx.store.outbox_item(made.id) is None:
                 header, _, _ = decode_header(made.message)
                 msg = decode_body(header)
-                now = self.svc.now()
+                now = self.ctx.now()
                 item = OutboxItem(
                     id=msg.id,
                     peer=made.peer,
-                    envelope=seal(msg, self.node.identity),
+                    envelope=seal(msg, self.ctx.identity),
                     created=now,
                     expires=float(effective_expiry(msg.created, msg.expires)),
                     next_attempt=now,
@@ -213,7 +210,7 @@ class VendorSide:
                     type=msg.type,
                     thid=msg.thid,
                 )
-                await self.node.outbox.submit([item])
+                await self.ctx.messenger.submit([item])
 
     def _prepare_offer(
         self, inc: IncomingIntent, d: OfferDraft, *, rule: str | None
@@ -230,7 +227,7 @@ class VendorSide:
             body = msgspec.convert(doc, Offer)
         except msgspec.ValidationError as exc:
             raise InvalidInput(f"offer invalid: {exc}") from None
-        item = self.node.messenger.prepare(Outgoing(inc.peer, body, thid=inc.id))
+        item = self.ctx.messenger.prepare(Outgoing(inc.peer, body, thid=inc.id))
         made = MadeOffer(
             id=item.id,
             intent=inc.id,
@@ -238,7 +235,7 @@ class VendorSide:
             state=OfferState.OPEN,
             price=d.price,
             expires=d.expires,
-            created=self.svc.now(),
+            created=self.ctx.now(),
             rule=rule,
             message=item.message,
         )
@@ -259,7 +256,7 @@ class VendorSide:
     ) -> MadeOffer:
         """``vrm offer make``: answer an incoming intent with an offer."""
         inc = await self.db.find_incoming(ref)
-        now = self.svc.now()
+        now = self.ctx.now()
         state = effective_state(inc.state, inc.expires, now)
         if state is IntentState.EXPIRED:
             raise IntentExpired(f"intent {inc.id} has expired: it takes no more offers")
@@ -282,7 +279,7 @@ class VendorSide:
         made, item = self._prepare_offer(inc, draft, rule=None)
         # Kept before it leaves, so an accept that comes back at once finds it.
         await self.db.add_made_offer(made)
-        await self.node.outbox.submit([item])
+        await self.ctx.messenger.submit([item])
         return made
 
     async def send_notice(self, ref: str, *, kind: str, text: str) -> tuple[IncomingIntent, str]:
@@ -295,7 +292,7 @@ class VendorSide:
             body = msgspec.convert({"intent": inc.id, "kind": kind, "text": text}, OrderNotice)
         except msgspec.ValidationError as exc:
             raise InvalidInput(f"notice invalid: {exc}") from None
-        item = await self.node.messenger.send(Outgoing(inc.peer, body, thid=inc.id))
+        item = await self.ctx.messenger.send(Outgoing(inc.peer, body, thid=inc.id))
         return inc, item.id
 
     # -- the customer's answers ----------------------------------------------------------------
@@ -310,7 +307,7 @@ class VendorSide:
             return
         inc = await self.db.get_incoming(made.intent, made.peer)
         assert inc is not None
-        now = self.svc.now()
+        now = self.ctx.now()
         state = effective_state(inc.state, inc.expires, now)
         if state in (IntentState.CLOSED, IntentState.CANCELLED):
             raise Refused(f"intent {inc.id} is {state.value}")
@@ -319,19 +316,19 @@ class VendorSide:
         if now >= made.expires:
             raise Expired(f"offer {made.id} has expired")
         agreement = self._check_order(body.agreement, inc, made, opened.sender)
-        signed = sign_agreement(agreement, self.node.identity)
+        signed = sign_agreement(agreement, self.ctx.identity)
         order = order_record(signed, intent=inc.id, offer=made.id, peer=made.peer, now=now)
         await self.db.vendor_accept(made, order)
-        await self.svc.keep_order(order)
+        await self._keep_order(order)
         reply = OrderAgreement(intent=inc.id, agreement=signed)
-        await self.node.messenger.send(Outgoing(made.peer, reply, thid=inc.id))
-        self.node.events.publish({"event": "order.accepted", "intent": inc.id, "offer": made.id})
+        await self.ctx.messenger.send(Outgoing(made.peer, reply, thid=inc.id))
+        self.ctx.events.publish({"event": "order.accepted", "intent": inc.id, "offer": made.id})
 
     def _check_order(
         self, agreement: Agreement, inc: IncomingIntent, made: MadeOffer, sender: str
     ) -> Agreement:
         """The customer's signed agreement must be exactly our offer on their intent."""
-        me = self.node.identity.did
+        me = self.ctx.identity.did
         if agreement.kind != ORDER_KIND:
             raise Refused(f"an accept carries an order agreement, not {agreement.kind!r}")
         vendor = next((p for p in agreement.parties if p.did == me), None)
@@ -366,8 +363,8 @@ class VendorSide:
             return
         state = IntentState.CANCELLED if body.reason == "cancelled" else IntentState.CLOSED
         if inc.state is not IntentState.CLOSED:
-            await self.db.close_incoming(inc.id, inc.peer, state, now=self.svc.now())
-        self.node.events.publish({"event": "intent.closed", "intent": inc.id, "state": state.value})
+            await self.db.close_incoming(inc.id, inc.peer, state, now=self.ctx.now())
+        self.ctx.events.publish({"event": "intent.closed", "intent": inc.id, "state": state.value})
 
     async def order(self, intent_id: str) -> OrderRecord | None:
         return await self.db.order_for(intent_id)
