@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.storage.sqlite_helpers import pragma
+from tests.storage.sqlite_helpers import in_transaction, pragma
 from vrm.errors import StorageError
 from vrm.storage import DeliveryState, OutboxItem, SqliteStore
 
@@ -56,9 +56,9 @@ async def test_a_failed_write_rolls_back_and_restores_full(store: SqliteStore) -
 
     await store.enqueue([item(1)])
     with pytest.raises(StorageError):
-        await store._write(fail, sync=False)
+        await store.database.write(fail, sync=False)
     assert await pragma(store, "synchronous") == 2
-    assert not store.db.in_transaction
+    assert not await in_transaction(store)
     got = await store.outbox_item("out-0001")
     assert got is not None and got.state is DeliveryState.QUEUED
     # The store still works: the next transaction starts cleanly.
@@ -71,7 +71,7 @@ async def test_a_duplicate_enqueue_fails_whole(store: SqliteStore) -> None:
     with pytest.raises(StorageError):
         await store.enqueue([item(2), item(1)])
     assert await store.outbox_item("out-0002") is None
-    assert not store.db.in_transaction
+    assert not await in_transaction(store)
 
 
 async def test_normal_stores_stay_normal(tmp_path: Path) -> None:

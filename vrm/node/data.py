@@ -28,7 +28,7 @@ from vrm.errors import (
     VrmError,
 )
 from vrm.node.messenger import Outgoing
-from vrm.node.service import Handler, sql_store
+from vrm.node.service import Handler, sql_database
 from vrm.protocol import profile as pf
 from vrm.protocol.agreement import Agreement, Entry, append_entry, new_entry
 from vrm.protocol.envelope import Opened
@@ -73,7 +73,7 @@ class DataService:
         from vrm.node.terms import TermsFlow  # one module per concern, one service
 
         self.node = node
-        self.db = DataStore(sql_store(node))
+        self.db = DataStore(sql_database(node))
         self.policy, self.catalogue = parse_policy(node.config.extra.get("terms", {}))
         #: agreements are read, extended and written back; one writer at a time
         self.lock = asyncio.Lock()

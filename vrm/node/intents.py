@@ -19,7 +19,7 @@ from vrm.errors import ConfigError, TypeDenied, UnknownSender, VrmError
 from vrm.node.inbox import Persona
 from vrm.node.mdns import Mdns, Sighting
 from vrm.node.messenger import Outgoing
-from vrm.node.service import Handler, sql_store
+from vrm.node.service import Handler, sql_database
 from vrm.protocol.envelope import Opened
 from vrm.protocol.identity import Identity
 from vrm.protocol.intents import VendorCategories, pseudonym_identity
@@ -98,7 +98,7 @@ class IntentsService:
         from vrm.node.intent_vendor import VendorSide
 
         self.node = node
-        self.db = IntentStore(sql_store(node))
+        self.db = IntentStore(sql_database(node))
         self.pseudonyms = Pseudonyms(node)
         #: where vendors seen but not connected come from (discovery adds itself at start)
         self.vendor_sources: list[Callable[[], Iterable[SeenVendor]]] = []

@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
-from vrm.errors import ConfigError
 from vrm.protocol.envelope import Opened
-from vrm.storage.sqlite import SqliteStore
+from vrm.storage.database import Database, require_database
 
 if TYPE_CHECKING:
     from vrm.node.node import Node
 
-__all__ = ["Handler", "Service", "ServiceFactory", "sql_store"]
+__all__ = ["Handler", "Service", "ServiceFactory", "sql_database"]
 
 Handler = Callable[[Opened], Awaitable[None]]
 
@@ -42,8 +41,9 @@ class Service(Protocol):
 ServiceFactory = Callable[["Node"], Service]
 
 
-def sql_store(node: Node) -> SqliteStore:
-    """The node's SQLite store, for services that keep their own tables."""
-    if not isinstance(node.store, SqliteStore):
-        raise ConfigError("this feature needs the SQLite store")
-    return node.store
+def sql_database(node: Node) -> Database:
+    """The node's SQL database, for services that keep their own tables.
+
+    ``ConfigError`` when the node's store has none (``MemoryStore``).
+    """
+    return require_database(node.store)
