@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from vrm.errors import StorageError
 from vrm.storage.database import Args, Row
@@ -242,3 +242,10 @@ def _in_transaction(
         if relax:
             conn.execute("PRAGMA synchronous=FULL")
     return result
+
+
+if TYPE_CHECKING:
+    from vrm.storage.database import Database
+
+    _db: type[Database] = SqliteDatabase
+    _row: type[Row] = sqlite3.Row
