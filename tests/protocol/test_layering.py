@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = ROOT / "vrm" / "protocol"
-FORBIDDEN_AT_RUNTIME = ("asyncio", "aiohttp", "aiosqlite", "zeroconf", "dns")
+FORBIDDEN_AT_RUNTIME = ("asyncio", "aiohttp", "aiosqlite", "sqlite3", "zeroconf", "dns")
 #: stdlib modules that would let pure code do I/O or read the clock or entropy itself
 FORBIDDEN_IMPORTS = {"asyncio", "os", "random", "secrets", "socket", "sqlite3", "time", "ssl"}
 THIRD_PARTY_ALLOWED = {"msgspec", "multiformats", "nacl", "vrm"}

@@ -16,7 +16,7 @@ import pytest
 from tests.storage.sqlite_helpers import pragma
 from vrm.errors import StorageError
 from vrm.storage import Inbound, OutboxItem, SqliteStore
-from vrm.storage.sqlite import migrations
+from vrm.storage.sqlite_db import migrations
 
 LATEST = migrations()[-1][0]
 
@@ -130,7 +130,7 @@ async def test_a_new_migration_upgrades_an_old_file_once(
 
     shipped = migrations()
     later = (LATEST + 1, "CREATE TABLE extra (x INTEGER NOT NULL) STRICT;")
-    monkeypatch.setattr("vrm.storage.sqlite.migrations", lambda: [*shipped, later])
+    monkeypatch.setattr("vrm.storage.sqlite_db.migrations", lambda: [*shipped, later])
     for _ in range(2):  # the second open must skip it, or CREATE TABLE fails
         store = SqliteStore(path)
         await store.open()
@@ -149,7 +149,7 @@ async def test_a_failing_migration_changes_nothing(
 
     shipped = migrations()
     broken = (LATEST + 1, "CREATE TABLE half (x INTEGER) STRICT;\nTHIS IS NOT SQL;")
-    monkeypatch.setattr("vrm.storage.sqlite.migrations", lambda: [*shipped, broken])
+    monkeypatch.setattr("vrm.storage.sqlite_db.migrations", lambda: [*shipped, broken])
     with pytest.raises(StorageError):
         await store.open()
     with pytest.raises(StorageError, match="not open"):
@@ -187,7 +187,7 @@ async def test_a_failure_at_the_1000th_item_stores_none_of_them(store: SqliteSto
 
 
 def assert_threads_end(before: set[threading.Thread]) -> None:
-    """aiosqlite's worker is not a daemon thread: a leaked one hangs process exit."""
+    """The database thread is not a daemon: a leaked one hangs process exit."""
     for thread in set(threading.enumerate()) - before:
         thread.join(timeout=2)
         assert not thread.is_alive(), thread
@@ -199,7 +199,7 @@ async def test_open_in_a_missing_directory_raises_storage_error(tmp_path: Path) 
     with pytest.raises(StorageError) as info:
         await store.open()
     assert isinstance(info.value.__cause__, sqlite3.Error)
-    # aiosqlite stops its worker without waiting; let it finish while the loop runs.
+    # The pool stops its worker without waiting; let it finish while the loop runs.
     assert_threads_end(before)
 
 

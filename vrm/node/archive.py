@@ -14,11 +14,17 @@ import json
 import logging
 import os
 import secrets
-import sqlite3
 from pathlib import Path
 from typing import Any
 
-from vrm.errors import ConfigError, Conflict, InvalidInput, KeyFileError, VrmError
+from vrm.errors import (
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    KeyFileError,
+    StorageError,
+    VrmError,
+)
 from vrm.node.config import NodeConfig
 from vrm.node.context import FeatureContext
 from vrm.node.home import CONFIG, KEY, TOKEN, Home, write_private
@@ -119,20 +125,20 @@ def _unblob(value: Any, where: str) -> Any:
 
 async def export_archive(ctx: FeatureContext, *, passphrase: str | None) -> bytes:
     """Every table (one consistent snapshot) as the archive JSON; keys only sealed."""
-    store = ctx.database()
     tables: dict[str, Any] = {}
-    async with store.transaction() as db:  # holds writers off: one consistent snapshot
-        async with db.execute("PRAGMA user_version") as cur:
-            schema = int((await cur.fetchone() or [0])[0])
-        async with db.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
-            " ORDER BY name"
-        ) as cur:
-            names = [str(r[0]) for r in await cur.fetchall()]
+    async with ctx.database().transaction() as tx:  # holds writers off: one snapshot
+        version = await tx.fetch_one("PRAGMA user_version")
+        schema = int(version[0]) if version else 0
+        names = [
+            str(r[0])
+            for r in await tx.fetch_all(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+                " ORDER BY name"
+            )
+        ]
         for name in names:
-            async with db.execute(f'SELECT * FROM "{name}"') as cur:
-                columns = [d[0] for d in cur.description]
-                rows = await cur.fetchall()
+            columns = [str(r[1]) for r in await tx.fetch_all(f'PRAGMA table_info("{name}")')]
+            rows = await tx.fetch_all(f'SELECT * FROM "{name}"')
             tables[name] = {
                 "columns": columns,
                 "rows": [
@@ -221,16 +227,15 @@ async def _load_tables(path: Path, tables: dict[str, Any]) -> int:
     await store.open()
     count = 0
     try:
-        async with store.transaction() as db:
+        async with store.database.transaction() as tx:
             for name, table in tables.items():
-                async with db.execute(f'PRAGMA table_info("{name}")') as cur:
-                    known = {str(r[1]) for r in await cur.fetchall()}
+                known = {str(r[1]) for r in await tx.fetch_all(f'PRAGMA table_info("{name}")')}
                 if not known:
                     raise InvalidInput(f"archive table {name!r} is unknown to this vrm")
                 rows = table.get("rows") if isinstance(table, dict) else None
                 if not isinstance(rows, list):
                     raise InvalidInput(f"archive table {name!r} has no rows list")
-                await db.execute(f'DELETE FROM "{name}"')
+                await tx.execute(f'DELETE FROM "{name}"')
                 for i, row in enumerate(rows):
                     if not isinstance(row, dict) or not set(row) <= known:
                         raise InvalidInput(f"archive {name}[{i}] has columns this table lacks")
@@ -238,9 +243,9 @@ async def _load_tables(path: Path, tables: dict[str, Any]) -> int:
                     values = [_unblob(row[c], f"{name}[{i}].{c}") for c in cols]
                     quoted = ", ".join(f'"{c}"' for c in cols)
                     marks = ", ".join("?" * len(cols))
-                    await db.execute(f'INSERT INTO "{name}" ({quoted}) VALUES ({marks})', values)
+                    await tx.execute(f'INSERT INTO "{name}" ({quoted}) VALUES ({marks})', values)
                     count += 1
-    except sqlite3.Error as exc:
+    except StorageError as exc:  # a constraint or type the table refuses
         raise InvalidInput(f"archive rows do not fit the tables: {exc}") from exc
     finally:
         await store.close()

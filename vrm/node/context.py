@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from vrm.errors import ConfigError
 from vrm.node.addresses import Addresses
 from vrm.node.config import NodeConfig
 from vrm.node.events import EventBus
@@ -22,7 +21,7 @@ from vrm.node.messenger import Messenger
 from vrm.protocol.identity import Identity
 from vrm.protocol.relationship import Event
 from vrm.storage.base import Relationship, Store
-from vrm.storage.sqlite import SqliteStore
+from vrm.storage.database import Database, require_database
 
 __all__ = ["Connector", "FeatureContext", "Relationships", "Spawn"]
 
@@ -85,8 +84,6 @@ class FeatureContext:
     def now(self) -> float:
         return self.clock()
 
-    def database(self) -> SqliteStore:
-        """The SQL database features keep their own tables in."""
-        if not isinstance(self.store, SqliteStore):
-            raise ConfigError("this feature needs a store with SQL tables (SQLite)")
-        return self.store
+    def database(self) -> Database:
+        """The SQL database features keep their own tables in (``ConfigError`` if none)."""
+        return require_database(self.store)

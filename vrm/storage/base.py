@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from vrm.protocol.relationship import Channel, RelState
+from vrm.storage.database import Tx
 
 __all__ = [
     "DeliveryState",
@@ -21,6 +23,7 @@ __all__ = [
     "Store",
     "StoreCounts",
     "StoredMessage",
+    "UnitOfWork",
 ]
 
 
@@ -107,11 +110,35 @@ class StoreCounts:
     messages_out: int
 
 
+class UnitOfWork(Tx, Protocol):
+    """One transaction over the core tables and the features' tables (a transactional
+    outbox): a state change, its log and its outbound messages commit together.
+
+    As a ``Tx`` it runs feature SQL (stores without SQL raise ``ConfigError``).
+    ``enqueued`` collects what ``enqueue`` queued, for the caller to hand to delivery
+    once the unit has committed; on an error nothing of it is kept.
+    """
+
+    enqueued: list[OutboxItem]
+
+    async def enqueue(self, items: Sequence[OutboxItem]) -> None: ...
+    async def commit_inbound(self, items: Sequence[Inbound]) -> list[bool]:
+        """As ``Store.commit_inbound``; an id seen earlier in this unit is a replay too."""
+        ...
+
+    async def put_relationship(self, rel: Relationship) -> None: ...
+    async def set_meta(self, key: str, value: str) -> None: ...
+
+
 class Store(Protocol):
     """Durable node state. Every write method is one transaction."""
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
+
+    def unit_of_work(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        """``async with store.unit_of_work() as uow``: commit on exit, roll back on error."""
+        ...
 
     async def get_meta(self, key: str) -> str | None: ...
     async def set_meta(self, key: str, value: str) -> None: ...

@@ -7,9 +7,11 @@ to the sqlite backend's observable behaviour. It does no I/O, and its data outli
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vrm.errors import StorageError
 from vrm.protocol.relationship import RelState, is_quiet
@@ -21,6 +23,7 @@ from vrm.storage.base import (
     StoreCounts,
     StoredMessage,
 )
+from vrm.storage.memory_uow import MemoryUnitOfWork
 
 if TYPE_CHECKING:
     from vrm.storage.base import Store
@@ -88,6 +91,7 @@ class MemoryStore:
         self._invitations: dict[str, _Invitation] = {}
         #: like AUTOINCREMENT, a seq is never reused, even after a delete
         self._last_seq = 0
+        self._uow_lock = asyncio.Lock()
 
     async def open(self) -> None:
         self._open = True
@@ -98,6 +102,44 @@ class MemoryStore:
     def _check_open(self) -> None:
         if not self._open:
             raise StorageError("store is not open")
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[MemoryUnitOfWork]:
+        """Core operations only; on an error the state before it comes back.
+
+        (A fake: a plain write by another task during a failing unit is undone too.)
+        """
+        self._check_open()
+        async with self._uow_lock:
+            saved = self._snapshot()
+            try:
+                yield MemoryUnitOfWork(self)
+            except BaseException:
+                self._restore(saved)
+                raise
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        invitations = {t: replace(inv) for t, inv in self._invitations.items()}
+        return (
+            dict(self._meta),
+            dict(self._seen),
+            dict(self._messages),
+            dict(self._outbox),
+            dict(self._relationships),
+            invitations,
+            self._last_seq,
+        )
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        (
+            self._meta,
+            self._seen,
+            self._messages,
+            self._outbox,
+            self._relationships,
+            self._invitations,
+            self._last_seq,
+        ) = saved
 
     # -- meta ---------------------------------------------------------------------
 
@@ -205,8 +247,7 @@ class MemoryStore:
 
     async def put_relationship(self, rel: Relationship) -> None:
         self._check_open()
-        # Like INSERT OR REPLACE: the replaced row goes to the end of the scan order.
-        self._relationships.pop(rel.did, None)
+        # Like INSERT ... ON CONFLICT DO UPDATE: a replaced row keeps its place.
         self._relationships[rel.did] = replace(
             rel, state=RelState(rel.state), endpoints=tuple(rel.endpoints), unread=0
         )

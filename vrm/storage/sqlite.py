@@ -1,25 +1,19 @@
-"""The embedded store: aiosqlite in WAL mode, migrations applied at open.
+"""The embedded store: ``Store`` on a ``SqliteDatabase`` (WAL, migrations at open).
 
 All writes go through one connection under one lock, so transactions are
-serialised and the replay check inside ``commit_inbound`` cannot race. sqlite
-errors leave this module as ``StorageError``.
+serialised and the replay check inside ``commit_inbound`` cannot race. Each write
+is one trip to the database thread; sqlite errors leave as ``StorageError``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from importlib import resources
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING
 
-import aiosqlite
-import msgspec
-
-from vrm.errors import StorageError
-from vrm.protocol.relationship import Channel, RelState, is_quiet
+from vrm.storage import sqlite_rows as core
 from vrm.storage.base import (
     DeliveryState,
     Inbound,
@@ -28,118 +22,52 @@ from vrm.storage.base import (
     StoreCounts,
     StoredMessage,
 )
+from vrm.storage.database import Args, Row
+from vrm.storage.sqlite_db import SqliteDatabase, SqliteTx, Synchronous, migrations
 
-__all__ = ["SqliteStore", "migrations"]
+if TYPE_CHECKING:
+    from vrm.storage.base import Store, UnitOfWork
 
-Synchronous = Literal["full", "normal"]
-T = TypeVar("T")
-#: sqlite's limit on host parameters is 32766 since 3.32; stay far below it.
-_CHUNK = 500
-
-
-def migrations() -> list[tuple[int, str]]:
-    """The numbered SQL migrations shipped in the package, in order."""
-    files = resources.files("vrm.storage").joinpath("migrations")
-    out = []
-    for f in files.iterdir():
-        if f.name.endswith(".sql"):
-            out.append((int(f.name.split("_", 1)[0]), f.read_text()))
-    return sorted(out)
-
-
-@contextlib.contextmanager
-def _map_errors() -> Any:
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise StorageError(f"database error: {exc}") from exc
+__all__ = ["SqliteStore", "SqliteUnitOfWork", "migrations"]
 
 
 class SqliteStore:
-    """``Store`` on a SQLite file. ``synchronous="full"`` survives power loss."""
+    """``Store`` on a SQLite file. ``synchronous="full"`` survives power loss.
+
+    ``database`` is the SQL seam the feature stores use, on the same connection.
+    """
 
     def __init__(self, path: Path | str, *, synchronous: Synchronous = "full") -> None:
-        self.path = Path(path)
-        self.synchronous = synchronous
-        self._db: aiosqlite.Connection | None = None
-        # aiosqlite serialises statements, not transactions: without this, a second
-        # writer's BEGIN lands inside the first one's transaction and fails.
-        self._write_lock = asyncio.Lock()
+        self.database = SqliteDatabase(path, synchronous=synchronous)
 
     @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StorageError("store is not open")
-        return self._db
+    def path(self) -> Path:
+        return self.database.path
+
+    @property
+    def synchronous(self) -> Synchronous:
+        return self.database.synchronous
 
     async def open(self) -> None:
-        with _map_errors():
-            self._db = await aiosqlite.connect(self.path, isolation_level=None)
-            try:
-                await self._db.execute("PRAGMA journal_mode=WAL")
-                await self._db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-                await self._db.execute("PRAGMA busy_timeout=5000")
-                await self._migrate()
-            except BaseException:
-                # aiosqlite's worker thread is not a daemon: left open, it hangs exit.
-                await self.close()
-                raise
+        await self.database.open()
 
     async def close(self) -> None:
-        if self._db is not None:
-            with _map_errors():
-                await self._db.close()
-            self._db = None
-
-    async def _migrate(self) -> None:
-        async with self.db.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        current = int(row[0]) if row else 0
-        for number, sql in migrations():
-            if number <= current:
-                continue
-            await self.db.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version={number};\nCOMMIT;")
+        await self.database.close()
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction (BEGIN IMMEDIATE … COMMIT), serialised with all others.
+    async def unit_of_work(self) -> AsyncIterator[SqliteUnitOfWork]:
+        async with self.database.transaction() as tx:
+            yield SqliteUnitOfWork(tx)
 
-        Feature stores (profile, intents, …) use this and ``fetch_*`` on the same file.
-        """
-        async with self._write_lock:
-            db = self.db
-            with _map_errors():
-                await db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                except BaseException:
-                    await db.execute("ROLLBACK")
-                    raise
-                await db.execute("COMMIT")
+    # The database's own API, for tests and tools that reach for raw SQL.
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[SqliteTx]:
+        return self.database.transaction()
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, sync: bool = True) -> T:
-        """Run ``fn`` as one write transaction in a single trip to the database thread.
+    async def fetch_all(self, sql: str, args: Args = ()) -> list[Row]:
+        return await self.database.fetch_all(sql, args)
 
-        The hot paths (outbox enqueue, inbound commit, delivery marks) use this rather
-        than ``transaction()``: each awaited statement there is a thread hop and a
-        loop wake-up, which cost more CPU than the statements themselves.
-        ``sync=False`` commits without an fsync of its own (see ``mark_delivered``).
-        """
-        relax = not sync and self.synchronous == "full"
-        async with self._write_lock:
-            db = self.db
-            with _map_errors():
-                result: T = await db._execute(_in_transaction, db, fn, relax)  # type: ignore[no-untyped-call]
-                return result
-
-    async def fetch_all(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        with _map_errors():
-            async with self.db.execute(sql, tuple(args)) as cur:
-                return list(await cur.fetchall())
-
-    async def fetch_one(self, sql: str, args: Iterable[Any] = ()) -> Any:
-        rows = await self.fetch_all(sql, args)
-        return rows[0] if rows else None
+    async def fetch_one(self, sql: str, args: Args = ()) -> Row | None:
+        return await self.database.fetch_one(sql, args)
 
     # -- meta ---------------------------------------------------------------------
 
@@ -148,15 +76,14 @@ class SqliteStore:
         return None if row is None else str(row[0])
 
     async def set_meta(self, key: str, value: str) -> None:
-        async with self.transaction() as db:
-            await db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        await self.database.write(lambda conn: conn.execute(core.SET_META, (key, value)))
 
     # -- inbound --------------------------------------------------------------------
 
     async def commit_inbound(self, items: Sequence[Inbound]) -> list[bool]:
         if not items:
             return []
-        return await self._write(lambda conn: _commit_inbound(conn, items))
+        return await self.database.write(lambda conn: core.commit_inbound(conn, items))
 
     async def is_seen(self, msg_id: str) -> bool:
         return await self.fetch_one("SELECT 1 FROM seen WHERE id=?", (msg_id,)) is not None
@@ -166,31 +93,31 @@ class SqliteStore:
     async def enqueue(self, items: Sequence[OutboxItem]) -> None:
         if not items:
             return
-        await self._write(lambda conn: _enqueue(conn, items))
+        await self.database.write(lambda conn: core.enqueue(conn, items))
 
     async def queued_outbox(self) -> list[OutboxItem]:
-        rows = await self.fetch_all(
-            f"SELECT {_OUTBOX_COLS} FROM outbox WHERE state='queued' ORDER BY rowid"
+        found = await self.fetch_all(
+            f"SELECT {core.OUTBOX_COLS} FROM outbox WHERE state='queued' ORDER BY rowid"
         )
-        return [_outbox(r) for r in rows]
+        return [core.outbox_from_row(r) for r in found]
 
     async def outbox_item(self, msg_id: str) -> OutboxItem | None:
-        row = await self.fetch_one(f"SELECT {_OUTBOX_COLS} FROM outbox WHERE id=?", (msg_id,))
-        return None if row is None else _outbox(row)
+        row = await self.fetch_one(f"SELECT {core.OUTBOX_COLS} FROM outbox WHERE id=?", (msg_id,))
+        return None if row is None else core.outbox_from_row(row)
 
     async def list_outbox(self, *, peer: str | None, limit: int) -> list[OutboxItem]:
         where, args = ("WHERE peer=?", [peer]) if peer else ("", [])
-        rows = await self.fetch_all(
-            f"SELECT {_OUTBOX_COLS} FROM outbox {where} ORDER BY rowid DESC LIMIT ?",
+        found = await self.fetch_all(
+            f"SELECT {core.OUTBOX_COLS} FROM outbox {where} ORDER BY rowid DESC LIMIT ?",
             [*args, limit],
         )
-        return [_outbox(r) for r in rows]
+        return [core.outbox_from_row(r) for r in found]
 
     async def mark_delivered(self, ids: Sequence[str], *, at: float) -> None:
         # Committed without waiting for an fsync (WAL, synchronous=NORMAL for this one
         # transaction): the next synchronous commit makes it durable. A mark lost to a
         # power cut only means one resend, which the peer acknowledges as replayed.
-        await self._write(
+        await self.database.write(
             lambda conn: conn.executemany(
                 "UPDATE outbox SET state='delivered', delivered_at=?, last_error=NULL WHERE id=?",
                 [(at, i) for i in ids],
@@ -201,52 +128,38 @@ class SqliteStore:
     async def mark_retry(
         self, msg_id: str, *, attempts: int, next_attempt: float, error: str
     ) -> None:
-        async with self.transaction() as db:
-            await db.execute(
+        await self.database.write(
+            lambda conn: conn.execute(
                 "UPDATE outbox SET attempts=?, next_attempt=?, last_error=? WHERE id=?",
                 (attempts, next_attempt, error, msg_id),
             )
+        )
 
     async def mark_final(self, ids: Sequence[str], *, state: DeliveryState, error: str) -> None:
-        async with self.transaction() as db:
-            await db.executemany(
+        await self.database.write(
+            lambda conn: conn.executemany(
                 "UPDATE outbox SET state=?, last_error=? WHERE id=?",
                 [(state.value, error, i) for i in ids],
             )
+        )
 
     # -- relationships ----------------------------------------------------------------
 
     async def put_relationship(self, rel: Relationship) -> None:
-        async with self.transaction() as db:
-            await db.execute(
-                "INSERT OR REPLACE INTO relationships(did, name, role, state, channel, endpoints,"
-                " created, updated, last_seen, request_id, note)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    rel.did,
-                    rel.name,
-                    rel.role,
-                    rel.state.value,
-                    _encode_channel(rel.channel),
-                    msgspec.json.encode(list(rel.endpoints)).decode(),
-                    rel.created,
-                    rel.updated,
-                    rel.last_seen,
-                    rel.request_id,
-                    rel.note,
-                ),
-            )
+        args = core.relationship_args(rel)
+        await self.database.write(lambda conn: conn.execute(core.PUT_RELATIONSHIP, args))
 
     async def get_relationship(self, did: str) -> Relationship | None:
-        row = await self.fetch_one(f"{_REL_SELECT} WHERE r.did=?", (did,))
-        return None if row is None else _relationship(row)
+        row = await self.fetch_one(f"{core.REL_SELECT} WHERE r.did=?", (did,))
+        return None if row is None else core.relationship_from_row(row)
 
     async def list_relationships(self) -> list[Relationship]:
-        return [_relationship(r) for r in await self.fetch_all(f"{_REL_SELECT} ORDER BY r.created")]
+        found = await self.fetch_all(f"{core.REL_SELECT} ORDER BY r.created")
+        return [core.relationship_from_row(r) for r in found]
 
     async def relationship_by_request(self, request_id: str) -> Relationship | None:
-        row = await self.fetch_one(f"{_REL_SELECT} WHERE r.request_id=?", (request_id,))
-        return None if row is None else _relationship(row)
+        row = await self.fetch_one(f"{core.REL_SELECT} WHERE r.request_id=?", (request_id,))
+        return None if row is None else core.relationship_from_row(row)
 
     # -- messages -------------------------------------------------------------------
 
@@ -268,61 +181,56 @@ class SqliteStore:
             where.append("direction = ?")
             args.append(direction)
         order = "DESC" if newest else "ASC"
-        rows = await self.fetch_all(
-            f"SELECT {_MSG_COLS} FROM messages WHERE {' AND '.join(where)}"
+        found = await self.fetch_all(
+            f"SELECT {core.MSG_COLS} FROM messages WHERE {' AND '.join(where)}"
             f" ORDER BY seq {order} LIMIT ?",
             [*args, limit],
         )
-        msgs = [_message(r) for r in rows]
+        msgs = [core.message_from_row(r) for r in found]
         return msgs[::-1] if newest else msgs
 
     async def get_message(self, msg_id: str) -> StoredMessage | None:
         row = await self.fetch_one(
-            f"SELECT {_MSG_COLS} FROM messages WHERE id=? ORDER BY direction", (msg_id,)
+            f"SELECT {core.MSG_COLS} FROM messages WHERE id=? ORDER BY direction", (msg_id,)
         )
-        return None if row is None else _message(row)
+        return None if row is None else core.message_from_row(row)
 
     async def mark_read(self, peer: str | None) -> None:
-        async with self.transaction() as db:
-            if peer:
-                await db.execute("UPDATE messages SET read=1 WHERE peer=? AND read=0", (peer,))
-            else:
-                await db.execute("UPDATE messages SET read=1 WHERE read=0")
+        sql, args = "UPDATE messages SET read=1 WHERE read=0", []
+        if peer:
+            sql, args = f"{sql} AND peer=?", [peer]
+        await self.database.write(lambda conn: conn.execute(sql, args))
 
     async def delete_messages(self, peer: str) -> int:
-        async with self.transaction() as db:
-            cur = await db.execute("DELETE FROM messages WHERE peer=?", (peer,))
-            return cur.rowcount
+        return await self.database.write(
+            lambda conn: conn.execute("DELETE FROM messages WHERE peer=?", (peer,)).rowcount
+        )
 
     # -- invitations ----------------------------------------------------------------
 
     async def add_invitation(self, token: str, *, uses: int, expires: float, now: float) -> None:
-        async with self.transaction() as db:
-            await db.execute(
+        await self.database.write(
+            lambda conn: conn.execute(
                 "INSERT INTO invitations(token, uses, expires, created) VALUES (?, ?, ?, ?)",
                 (token, uses, expires, now),
             )
+        )
 
     async def use_invitation(self, token: str, *, now: float) -> bool:
-        async with self.transaction() as db:
-            cur = await db.execute(
-                "UPDATE invitations SET uses = uses - 1 WHERE token=? AND uses > 0 AND expires >= ?",
-                (token, now),
+        changed = await self.database.write(
+            lambda conn: (
+                conn.execute(
+                    "UPDATE invitations SET uses = uses - 1 WHERE token=? AND uses > 0 AND expires >= ?",
+                    (token, now),
+                ).rowcount
             )
-            return cur.rowcount == 1
+        )
+        return changed == 1
 
     # -- housekeeping -----------------------------------------------------------------
 
     async def prune(self, *, now: float) -> int:
-        async with self.transaction() as db:
-            a = await db.execute("DELETE FROM seen WHERE expires < ?", (now,))
-            b = await db.execute("DELETE FROM invitations WHERE expires < ?", (now,))
-            c = await db.execute(
-                "UPDATE outbox SET state='expired', last_error='expired before delivery'"
-                " WHERE state='queued' AND expires < ?",
-                (now,),
-            )
-            return a.rowcount + b.rowcount + c.rowcount
+        return await self.database.write(lambda conn: _prune(conn, now))
 
     async def counts(self) -> StoreCounts:
         row = await self.fetch_one(
@@ -334,168 +242,60 @@ class SqliteStore:
             " (SELECT count(*) FROM messages WHERE direction='in'),"
             " (SELECT count(*) FROM messages WHERE direction='out')"
         )
+        assert row is not None  # an aggregate always returns one row
         return StoreCounts(*(int(v) for v in row))
 
 
-def _in_transaction(
-    db: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T], relax: bool
-) -> T:
-    """On the database thread: ``fn`` between BEGIN IMMEDIATE and COMMIT, or rolled back.
+def _prune(conn: sqlite3.Connection, now: float) -> int:
+    a = conn.execute("DELETE FROM seen WHERE expires < ?", (now,))
+    b = conn.execute("DELETE FROM invitations WHERE expires < ?", (now,))
+    c = conn.execute(
+        "UPDATE outbox SET state='expired', last_error='expired before delivery'"
+        " WHERE state='queued' AND expires < ?",
+        (now,),
+    )
+    return a.rowcount + b.rowcount + c.rowcount
 
-    ``relax`` commits with synchronous=NORMAL (no fsync of the WAL) and then restores
-    FULL; nothing else runs on this connection in between.
+
+class SqliteUnitOfWork:
+    """``UnitOfWork`` on a ``SqliteTx``: feature SQL and the core writes, one transaction.
+
+    Each core operation is one trip to the database thread, as on the store.
     """
-    conn = db._conn
-    if relax:
-        conn.execute("PRAGMA synchronous=NORMAL")
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    finally:
-        if relax:
-            conn.execute("PRAGMA synchronous=FULL")
-    return result
+
+    def __init__(self, tx: SqliteTx) -> None:
+        self.tx = tx
+        self.enqueued: list[OutboxItem] = []
+
+    async def execute(self, sql: str, args: Args = ()) -> int:
+        return await self.tx.execute(sql, args)
+
+    async def execute_many(self, sql: str, rows: Iterable[Args]) -> int:
+        return await self.tx.execute_many(sql, rows)
+
+    async def fetch_one(self, sql: str, args: Args = ()) -> Row | None:
+        return await self.tx.fetch_one(sql, args)
+
+    async def fetch_all(self, sql: str, args: Args = ()) -> list[Row]:
+        return await self.tx.fetch_all(sql, args)
+
+    async def enqueue(self, items: Sequence[OutboxItem]) -> None:
+        if items:
+            await self.tx.run(lambda conn: core.enqueue(conn, items))
+            self.enqueued.extend(items)
+
+    async def commit_inbound(self, items: Sequence[Inbound]) -> list[bool]:
+        if not items:
+            return []
+        return await self.tx.run(lambda conn: core.commit_inbound(conn, items))
+
+    async def put_relationship(self, rel: Relationship) -> None:
+        await self.tx.execute(core.PUT_RELATIONSHIP, core.relationship_args(rel))
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self.tx.execute(core.SET_META, (key, value))
 
 
-def _commit_inbound(conn: sqlite3.Connection, items: Sequence[Inbound]) -> list[bool]:
-    ids = [i.id for i in items]
-    seen: set[str] = set()
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(f"SELECT id FROM seen WHERE id IN ({marks})", chunk).fetchall()
-        seen.update(str(r[0]) for r in rows)
-    fresh: list[Inbound] = []
-    result: list[bool] = []
-    for item in items:
-        is_new = item.id not in seen
-        seen.add(item.id)
-        result.append(is_new)
-        if is_new:
-            fresh.append(item)
-    conn.executemany(
-        "INSERT INTO seen(id, expires) VALUES (?, ?)",
-        [(i.id, i.forget_after) for i in fresh],
-    )
-    # An id that prune forgot may come back; it must not fail the batch or
-    # overwrite the history row (possibly another peer's) that holds it.
-    conn.executemany(
-        "INSERT INTO messages(id, direction, peer, type, thid, created, at, read, message)"
-        " VALUES (?, 'in', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (direction, id) DO NOTHING",
-        [
-            (i.id, i.peer, i.type, i.thid, i.created, i.received_at, is_quiet(i.type), i.message)
-            for i in fresh
-        ],
-    )
-    last_seen: dict[str, float] = {}
-    for i in items:
-        last_seen[i.peer] = max(last_seen.get(i.peer, 0.0), i.received_at)
-    conn.executemany(
-        "UPDATE relationships SET last_seen=? WHERE did=?",
-        [(at, peer) for peer, at in last_seen.items()],
-    )
-    return result
-
-
-def _enqueue(conn: sqlite3.Connection, items: Sequence[OutboxItem]) -> None:
-    conn.executemany(
-        "INSERT INTO outbox(id, peer, envelope, created, expires, attempts,"
-        " next_attempt, state) VALUES (?, ?, ?, ?, ?, 0, ?, 'queued')",
-        [(i.id, i.peer, i.envelope, i.created, i.expires, i.next_attempt) for i in items],
-    )
-    conn.executemany(
-        "INSERT INTO messages(id, direction, peer, type, thid, created, at, read, message)"
-        " VALUES (?, 'out', ?, ?, ?, ?, ?, 1, ?)",
-        [(i.id, i.peer, i.type, i.thid, int(i.created), i.created, i.message) for i in items],
-    )
-
-
-_OUTBOX_COLS = (
-    "id, peer, envelope, created, expires, attempts, next_attempt, state, last_error, delivered_at"
-)
-_MSG_COLS = "seq, id, direction, peer, type, thid, created, at, read, message"
-_REL_SELECT = (
-    "SELECT r.did, r.name, r.role, r.state, r.channel, r.endpoints, r.created, r.updated,"
-    " r.last_seen, r.request_id, r.note,"
-    " (SELECT count(*) FROM messages m WHERE m.peer=r.did AND m.direction='in' AND m.read=0)"
-    " FROM relationships r"
-)
-
-
-class _ChannelRow(msgspec.Struct, frozen=True):
-    defaults: list[str]
-    allow: list[str]
-    deny: list[str]
-    rate_per_min: int
-    paused: bool
-
-
-def _encode_channel(ch: Channel) -> str:
-    row = _ChannelRow(
-        sorted(ch.defaults), sorted(ch.allow), sorted(ch.deny), ch.rate_per_min, ch.paused
-    )
-    return msgspec.json.encode(row).decode()
-
-
-def _decode_channel(text: str) -> Channel:
-    row = msgspec.json.decode(text, type=_ChannelRow)
-    return Channel(
-        defaults=frozenset(row.defaults),
-        allow=frozenset(row.allow),
-        deny=frozenset(row.deny),
-        rate_per_min=row.rate_per_min,
-        paused=row.paused,
-    )
-
-
-def _relationship(r: sqlite3.Row) -> Relationship:
-    return Relationship(
-        did=r[0],
-        name=r[1],
-        role=r[2],
-        state=RelState(r[3]),
-        channel=_decode_channel(r[4]),
-        endpoints=tuple(msgspec.json.decode(r[5], type=list[str])),
-        created=r[6],
-        updated=r[7],
-        last_seen=r[8],
-        request_id=r[9],
-        note=r[10],
-        unread=int(r[11]),
-    )
-
-
-def _outbox(r: sqlite3.Row) -> OutboxItem:
-    return OutboxItem(
-        id=r[0],
-        peer=r[1],
-        envelope=bytes(r[2]),
-        created=r[3],
-        expires=r[4],
-        attempts=r[5],
-        next_attempt=r[6],
-        state=DeliveryState(r[7]),
-        last_error=r[8],
-        delivered_at=r[9],
-    )
-
-
-def _message(r: sqlite3.Row) -> StoredMessage:
-    return StoredMessage(
-        seq=r[0],
-        id=r[1],
-        direction=r[2],
-        peer=r[3],
-        type=r[4],
-        thid=r[5],
-        created=r[6],
-        at=r[7],
-        read=bool(r[8]),
-        message=bytes(r[9]),
-    )
+if TYPE_CHECKING:
+    _: type[Store] = SqliteStore
+    _uow: type[UnitOfWork] = SqliteUnitOfWork
