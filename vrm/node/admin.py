@@ -24,6 +24,7 @@ from vrm.errors import (
     NodeError,
     NotFound,
     ProtocolError,
+    StorageBusy,
     StorageError,
     Unauthorized,
     VrmError,
@@ -51,6 +52,7 @@ _STATUS: list[tuple[type[VrmError], int]] = [
     (Conflict, 409),
     (InvalidInput, 400),
     (ProtocolError, 422),
+    (StorageBusy, 503),  # locked or disk full: the client may try again
     (StorageError, 500),
     (NodeError, 502),
 ]

@@ -1,13 +1,13 @@
 """``Node``: the composition root. One object owns a store, two HTTP servers and workers.
 
 No globals: many nodes run in one process (tests, benchmarks), each on its own
-ports. Background work runs in one ``asyncio.TaskGroup`` owned by the node.
+ports. Background work belongs to the node's ``Supervisor``: a failing worker is
+restarted with backoff and never stops the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import ssl
@@ -32,6 +32,7 @@ from vrm.node.limits import PeerLimits
 from vrm.node.messenger import Messenger, Outgoing
 from vrm.node.outbox import Outbox
 from vrm.node.service import Handler, Service, ServiceFactory
+from vrm.node.supervisor import Component, Supervisor
 from vrm.node.transport import Transport
 from vrm.protocol.envelope import Opened
 from vrm.protocol.framing import MAX_BATCH_BYTES
@@ -68,6 +69,8 @@ class NodeStatistics:
     inbox_refused: int
     store_commits: int
     recent_errors: tuple[str, ...]
+    #: supervised workers, and any peer lane that is failing now
+    components: tuple[Component, ...] = ()
 
 
 class Node:
@@ -90,6 +93,8 @@ class Node:
         self.home = home
         self.clock = clock
         self._admin_token = admin_token
+        self._errors: list[str] = []
+        self.supervisor = Supervisor(clock=clock, on_error=self._record_error)
         self.events = EventBus()
         self.transport = Transport(ca_file=config.tls_ca)
         self.book = RelationshipBook(store, my_role=config.role, clock=clock)
@@ -101,6 +106,7 @@ class Node:
             spawn=self._spawn,
             on_change=self._on_delivery_change,
             retry_base_s=retry_base_s,
+            health=self.supervisor,
         )
         self.messenger = Messenger(identity, self.outbox, clock=clock)
         self.connections = Connections(
@@ -127,8 +133,8 @@ class Node:
             on_error=self._record_error,
             personas=self.personas.get,
             limits=limits,
+            health=self.supervisor,
         )
-        self._errors: list[str] = []
         # Control messages run the relationship itself; services add their own types.
         self._handlers: dict[str, Handler] = dict.fromkeys(
             CONTROL_TYPES, self.connections.on_control
@@ -146,10 +152,6 @@ class Node:
         #: (set by discovery; empty means 127.0.0.1)
         self.host_addresses: tuple[str, ...] = ()
         self._admin_port = 0
-        self._tg: asyncio.TaskGroup | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._stopping = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._started_at = 0.0
         self._wrote_runtime = False
@@ -189,9 +191,7 @@ class Node:
         await self.store.open()
         await self._check_identity()
         await self.transport.start()
-        ready = asyncio.Event()
-        self._supervisor = asyncio.create_task(self._supervise(ready), name="vrm-node")
-        await ready.wait()
+        self._supervise()
         from vrm.node.admin import admin_app  # here to keep the import graph one-way
 
         self._peer_port = await self._serve(
@@ -230,11 +230,7 @@ class Node:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
-        self._stopping.set()
-        if self._supervisor is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-            self._supervisor = None
+        await self.supervisor.stop()
         await self.transport.close()
         await self.store.close()
         # Only our own node.json: a start that failed (say, a second `vrm serve` on a
@@ -260,30 +256,21 @@ class Node:
     async def wait_stop_requested(self) -> None:
         await self._stop_requested.wait()
 
-    async def _supervise(self, ready: asyncio.Event) -> None:
-        try:
-            async with asyncio.TaskGroup() as tg:
-                self._tg = tg
-                workers = [
-                    tg.create_task(self.outbox.committer_task()),
-                    tg.create_task(self.inbox.committer.run()),
-                    tg.create_task(self._prune_loop()),
-                ]
-                ready.set()
-                await self._stopping.wait()
-                for task in [*workers, *self._tasks]:
-                    task.cancel()
-        finally:
-            self._tg = None
+    def _supervise(self) -> None:
+        sup = self.supervisor
+        sup.start()
+        # Names match the committers' health reports, so a store fault shows here.
+        sup.worker("outbox-committer", self.outbox.committer_task)
+        sup.worker("inbox-committer", self.inbox.committer.run)
+        sup.worker("prune", self._prune_loop)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> object:
-        if self._tg is None:
-            coro.close()
-            raise NodeError("node is not running")
-        task = self._tg.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    def spawn(self, coro: Coroutine[Any, Any, None], *, name: str = "task") -> asyncio.Task[None]:
+        """Run ``coro`` under the supervisor: if it raises, that is logged and contained."""
+        return self.supervisor.spawn(coro, name=name)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        # Features still call this; ``spawn`` is the name to use.
+        return self.supervisor.spawn(coro, name=getattr(coro, "__qualname__", "task"))
 
     async def _serve(
         self,
@@ -487,6 +474,7 @@ class Node:
             inbox_refused=self.inbox.stats.refused,
             store_commits=self.inbox.committer.transactions,
             recent_errors=tuple(self._errors[-10:] + list(self.outbox.recent_errors)[-10:]),
+            components=self.supervisor.components(),
         )
 
 

@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 import aiosqlite
 import msgspec
 
-from vrm.errors import StorageError
+from vrm.errors import StorageBusy, StorageError
 from vrm.protocol.relationship import Channel, RelState, is_quiet
 from vrm.storage.base import (
     DeliveryState,
@@ -52,7 +52,14 @@ def _map_errors() -> Any:
     try:
         yield
     except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _TRANSIENT:
+            raise StorageBusy(f"database busy: {exc}") from exc
         raise StorageError(f"database error: {exc}") from exc
+
+
+#: Result codes that clear by themselves: another connection holds the lock past
+#: busy_timeout, or the disk is full. The node retries these (vrm.node.committer).
+_TRANSIENT = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL})
 
 
 class SqliteStore:
