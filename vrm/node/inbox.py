@@ -221,27 +221,33 @@ class Inbox:
                 continue
             ready.append((i, opened, _inbound(opened, now)))
         if ready:
-            try:
-                fresh = await self.committer.submit([inb for _, _, inb in ready])
-            except StorageError as exc:
-                for i, _, inb in ready:
-                    acks[i] = self._refuse(_retry_later(exc), inb.id)
-                return [a for a in acks if a is not None]
-            delivered = []
-            for (i, opened, inb), is_new in zip(ready, fresh, strict=True):
-                if is_new:
-                    acks[i] = Ack(ok=True, id=inb.id)
-                    delivered.append((opened, inb))
-                else:
-                    acks[i] = self._refuse(Replayed("message id already received"), inb.id)
-            self.stats.accepted += len(delivered)
-            # Only a relationship can get anything but a connection request admitted:
-            # its address skips the budget strangers share (see PeerLimits).
-            if any(inb.type != "connect.request" for _, inb in delivered):
-                self._trusted.add(source, self._monotonic())
-            if delivered:
-                self._on_delivered(delivered)
+            await self._commit(ready, acks, source)
         return [a for a in acks if a is not None]
+
+    async def _commit(
+        self, ready: list[tuple[int, Opened, Inbound]], acks: list[Ack | None], source: str
+    ) -> None:
+        """Commit the admitted envelopes in one shared transaction and fill in their acks."""
+        try:
+            fresh = await self.committer.submit([inb for _, _, inb in ready])
+        except StorageError as exc:
+            for i, _, inb in ready:
+                acks[i] = self._refuse(_retry_later(exc), inb.id)
+            return
+        delivered = []
+        for (i, opened, inb), is_new in zip(ready, fresh, strict=True):
+            if is_new:
+                acks[i] = Ack(ok=True, id=inb.id)
+                delivered.append((opened, inb))
+            else:
+                acks[i] = self._refuse(Replayed("message id already received"), inb.id)
+        self.stats.accepted += len(delivered)
+        # Only a relationship can get anything but a connection request admitted:
+        # its address skips the budget strangers share (see PeerLimits).
+        if any(inb.type != "connect.request" for _, inb in delivered):
+            self._trusted.add(source, self._monotonic())
+        if delivered:
+            self._on_delivered(delivered)
 
     def _persona_for(self, envelope: bytes) -> Persona | None:
         if self._personas is None:

@@ -212,6 +212,9 @@ class Supervisor:
         task = asyncio.create_task(self._contain(coro, name), name=f"vrm:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # A task cancelled before its first step never awaits ``coro``: close it, or
+        # Python warns that it was never awaited (a no-op once it has run).
+        task.add_done_callback(lambda _: coro.close())
         return task
 
     async def _contain(self, coro: Coroutine[Any, Any, None], name: str) -> None:
