@@ -8,7 +8,9 @@ every POST with an empty 503, and an outbox whose delivery marks fail for a whil
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -16,8 +18,10 @@ from typing import Any
 import msgspec
 import pytest
 from aiohttp import web
+from click.testing import CliRunner
 
-from tests.conftest import Connect, Eventually, NodeFactory
+from tests.conftest import ADMIN_TOKEN, Connect, Eventually, NodeFactory
+from vrm.cli import main as cli_main
 from vrm.errors import NodeError, StorageBusy
 from vrm.node import Node
 from vrm.node.supervisor import Component, State, Supervisor
@@ -151,6 +155,7 @@ async def test_a_stranger_answering_empty_503_cannot_stop_the_node(
     connect: Connect,
     eventually: Eventually,
     empty_503: tuple[str, list[int]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bad_url, hits = empty_503
     shop = await node_factory("shop", "vendor", accept="auto")
@@ -178,6 +183,33 @@ async def test_a_stranger_answering_empty_503_cannot_stop_the_node(
     assert lane.last_error is not None and "HTTP 503" in lane.last_error
     assert {c.name for c in stats.components} >= {"inbox-committer", "outbox-committer"}
     assert all(c.state is State.OK for c in stats.components if not c.name.startswith("out"))
+    text, as_json = await asyncio.to_thread(cli_status, shop, monkeypatch)
+    assert "failing" in text and mallory.identity.did in text and "HTTP 503" in text
+    (shown,) = [c for c in as_json["components"] if c["state"] == "failing"]
+    assert shown["name"] == f"outbox:{mallory.identity.did}" and shown["since"] > 0
+
+
+def cli_status(node: Node, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, Any]]:
+    """``vrm status`` and ``vrm status --json`` against ``node``'s real admin API."""
+
+    class Client:
+        def __init__(self, home: object) -> None:
+            pass
+
+        def get(self, path: str) -> Any:
+            req = urllib.request.Request(
+                node.admin_url + path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            )
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.load(resp)
+
+    monkeypatch.setattr(cli_main, "AdminClient", Client)
+    runner = CliRunner()
+    text = runner.invoke(cli_main.cli, ["status"], env={"COLUMNS": "300"})
+    assert text.exit_code == 0, text.output
+    as_json = runner.invoke(cli_main.cli, ["status", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    return text.output, json.loads(as_json.output)
 
 
 async def _has_text(node: Node, text: str) -> bool:
