@@ -43,11 +43,12 @@ def _imports(name: str) -> Iterator[tuple[str, list[str]]]:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             names = [a.name for a in node.names]
-            # ``from pkg import module`` imports the module itself.
-            for n in names:
-                if f"{base}.{n}" in MODULES:
-                    yield f"{base}.{n}", []
-            yield base, names
+            # ``from pkg import module`` imports the module itself, not a name of pkg.
+            modules = [n for n in names if f"{base}.{n}" in MODULES]
+            for n in modules:
+                yield f"{base}.{n}", []
+            if len(modules) < len(names):
+                yield base, [n for n in names if n not in modules]
 
 
 def _edges(name: str) -> set[str]:

@@ -32,6 +32,7 @@
     │   ├── IntentExpired        the intent's time for offers has run out
     │   └── OfferExpired         the offer is past its expiry and cannot be accepted
     ├── StorageError             the store failed
+    │   └── StorageBusy          locked by another process or disk full: retry later
     ├── ConfigError              node home or config missing or invalid
     ├── KeyFileError             key file unreadable, wrong passphrase, bad mode
     ├── Unauthorized             admin API token missing or wrong
@@ -48,6 +49,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "BadReply",
     "BadSignature",
     "Blocked",
     "ClockSkew",
@@ -75,6 +77,7 @@ __all__ = [
     "RateLimited",
     "Refused",
     "Replayed",
+    "StorageBusy",
     "StorageError",
     "Tampered",
     "TooLarge",
@@ -117,6 +120,12 @@ class Malformed(ProtocolError, ValueError):
 
 class MalformedRecord(Malformed):
     code = "malformed_record"
+
+
+class BadReply(Malformed):
+    """Any status but 200, a body that is not an ack list, or the wrong number of acks."""
+
+    code = "bad_reply"
 
 
 class TooLarge(ProtocolError, ValueError):
@@ -233,6 +242,12 @@ class OfferExpired(Conflict):
 class StorageError(VrmError):
     code = "storage_error"
     exit_status = 6
+
+
+class StorageBusy(StorageError):
+    """A fault that clears by itself (SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL)."""
+
+    code = "storage_busy"
 
 
 class ConfigError(VrmError):

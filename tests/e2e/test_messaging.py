@@ -104,6 +104,10 @@ def test_connect_by_invitation_and_exchange_messages_both_ways(vrm_nodes: NodeFa
         assert b["delivered"] - a["delivered"] == sent, (node.name, a, b)
         assert b["peer_urls"] == [f"http://127.0.0.1:{node.peer_port}"]
         assert b["uptime_s"] > 0 and b["recent_errors"] == []
+        states = {c["name"]: c["state"] for c in b["components"]}
+        assert states == {"inbox-committer": "ok", "outbox-committer": "ok", "prune": "ok"}
+    shown = alice.vrm("status")
+    assert shown.returncode == 0 and "inbox-committer" in shown.stdout, describe(shown)
 
     res = alice.vrm("outbox", "--json")
     assert res.returncode == 0, describe(res)

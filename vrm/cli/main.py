@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.markup import escape
 
 from vrm import __version__
 from vrm.cli import render
@@ -239,7 +240,23 @@ def status(home: Home, as_json: bool) -> None:
         render.emit_json(data)
         return
     errors = data.pop("recent_errors")
+    components = data.pop("components", [])
     render.kv([(k, ", ".join(v) if isinstance(v, list) else v) for k, v in data.items()])
+    if components:
+        render.table(
+            "components",
+            ["name", "state", "since", "restarts", "last error"],
+            [
+                [
+                    escape(c["name"]),
+                    c["state"],
+                    render.ago(c["since"]),
+                    c["restarts"],
+                    escape(c["last_error"] or "") if c["state"] != "ok" else "",
+                ]
+                for c in components
+            ],
+        )
     if errors:
         render.console.print("[bold]recent errors[/]")
         for e in errors:

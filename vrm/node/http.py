@@ -18,6 +18,7 @@ from vrm.errors import (
     NodeError,
     NotFound,
     ProtocolError,
+    StorageBusy,
     StorageError,
     Unauthorized,
     VrmError,
@@ -43,6 +44,7 @@ STATUS_BY_ERROR: tuple[tuple[type[VrmError], int], ...] = (
     (Conflict, 409),
     (InvalidInput, 400),
     (ProtocolError, 422),
+    (StorageBusy, 503),  # locked or disk full: the client may try again
     (StorageError, 500),
     (NodeError, 502),
 )

@@ -5,6 +5,7 @@ channel rules, rate limit), de-duplicate and commit, then acknowledge. The size
 limit is checked from Content-Length before the body is read; nothing is
 acknowledged before it is committed. Per-source-address limits (vrm.node.limits)
 come before reading the body, and again, by envelope count, before any crypto.
+While the store fails, envelopes are refused with the retryable ``storage_error``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from vrm.errors import (
     ProtocolError,
     RateLimited,
     Replayed,
+    StorageError,
     TooLarge,
     TooSlow,
     VrmError,
@@ -30,6 +32,7 @@ from vrm.errors import (
 from vrm.node.book import RelationshipBook
 from vrm.node.committer import GroupCommitter
 from vrm.node.limits import AddressLimiter, PeerLimits, RecentSources, source_key
+from vrm.node.supervisor import Health
 from vrm.protocol.envelope import (
     CLOCK_SKEW_S,
     Opened,
@@ -52,6 +55,10 @@ from vrm.storage.base import Inbound, Store
 __all__ = ["Inbox", "InboxStats", "Persona"]
 
 log = logging.getLogger("vrm.inbox")
+
+#: How long a commit retries a busy store before the envelopes are refused: past
+#: sqlite's 5 s busy_timeout, well within the sender's 30 s request timeout.
+COMMIT_PATIENCE_S = 10.0
 
 Handler = Callable[[Opened], Awaitable[None]]
 Delivered = Callable[[list[tuple[Opened, Inbound]]], None]
@@ -92,6 +99,7 @@ class Inbox:
         limits: PeerLimits | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         personas: Callable[[bytes], Persona | None] | None = None,
+        health: Health | None = None,
     ) -> None:
         self._me = identity
         self._personas = personas
@@ -121,7 +129,12 @@ class Inbox:
             lim.untrusted_envelopes_per_s, lim.untrusted_envelope_burst, max_tracked=1
         )
         self._trusted = RecentSources(lim.trust_ttl_s, max_tracked=lim.max_tracked)
-        self.committer: GroupCommitter[Inbound, bool] = GroupCommitter(store.commit_inbound)
+        self.committer: GroupCommitter[Inbound, bool] = GroupCommitter(
+            store.commit_inbound,
+            name="inbox-committer",
+            health=health,
+            patience_s=COMMIT_PATIENCE_S,
+        )
         self.stats = InboxStats()
 
     def routes(self) -> list[web.RouteDef]:
@@ -203,24 +216,38 @@ class Inbox:
             except ProtocolError as exc:
                 acks[i] = self._refuse(exc, msg_id)
                 continue
+            except StorageError as exc:
+                acks[i] = self._refuse(_retry_later(exc), msg_id)
+                continue
             ready.append((i, opened, _inbound(opened, now)))
         if ready:
-            fresh = await self.committer.submit([inb for _, _, inb in ready])
-            delivered = []
-            for (i, opened, inb), is_new in zip(ready, fresh, strict=True):
-                if is_new:
-                    acks[i] = Ack(ok=True, id=inb.id)
-                    delivered.append((opened, inb))
-                else:
-                    acks[i] = self._refuse(Replayed("message id already received"), inb.id)
-            self.stats.accepted += len(delivered)
-            # Only a relationship can get anything but a connection request admitted:
-            # its address skips the budget strangers share (see PeerLimits).
-            if any(inb.type != "connect.request" for _, inb in delivered):
-                self._trusted.add(source, self._monotonic())
-            if delivered:
-                self._on_delivered(delivered)
+            await self._commit(ready, acks, source)
         return [a for a in acks if a is not None]
+
+    async def _commit(
+        self, ready: list[tuple[int, Opened, Inbound]], acks: list[Ack | None], source: str
+    ) -> None:
+        """Commit the admitted envelopes in one shared transaction and fill in their acks."""
+        try:
+            fresh = await self.committer.submit([inb for _, _, inb in ready])
+        except StorageError as exc:
+            for i, _, inb in ready:
+                acks[i] = self._refuse(_retry_later(exc), inb.id)
+            return
+        delivered = []
+        for (i, opened, inb), is_new in zip(ready, fresh, strict=True):
+            if is_new:
+                acks[i] = Ack(ok=True, id=inb.id)
+                delivered.append((opened, inb))
+            else:
+                acks[i] = self._refuse(Replayed("message id already received"), inb.id)
+        self.stats.accepted += len(delivered)
+        # Only a relationship can get anything but a connection request admitted:
+        # its address skips the budget strangers share (see PeerLimits).
+        if any(inb.type != "connect.request" for _, inb in delivered):
+            self._trusted.add(source, self._monotonic())
+        if delivered:
+            self._on_delivered(delivered)
 
     def _persona_for(self, envelope: bytes) -> Persona | None:
         if self._personas is None:
@@ -265,6 +292,12 @@ class Inbox:
 
 #: HTTP status of a request refused as a whole (its single ack carries the code).
 _STATUS: dict[type[ProtocolError], int] = {TooLarge: 413, RateLimited: 429, TooSlow: 408}
+
+
+def _retry_later(exc: StorageError) -> StorageError:
+    # Always the plain ``storage_error`` code on the wire: every sender already
+    # retries it, while an older one would drop a message refused with a new code.
+    return StorageError(f"{exc.message}; retry later")
 
 
 def _inbound(opened: Opened, now: float) -> Inbound:

@@ -1,13 +1,13 @@
 """``Node``: the composition root. One object owns a store, two HTTP servers and workers.
 
 No globals: many nodes run in one process (tests, benchmarks), each on its own
-ports. Background work runs in one ``asyncio.TaskGroup`` owned by the node.
+ports. Background work belongs to the node's ``Supervisor``: a failing worker is
+restarted with backoff and never stops the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import ssl
@@ -36,6 +36,7 @@ from vrm.node.inbox import Inbox, Persona
 from vrm.node.limits import PeerLimits
 from vrm.node.messenger import Messenger, Outgoing
 from vrm.node.outbox import Outbox
+from vrm.node.supervisor import Component, Supervisor
 from vrm.node.transport import Transport
 from vrm.protocol.envelope import Opened
 from vrm.protocol.framing import MAX_BATCH_BYTES
@@ -76,6 +77,8 @@ class NodeStatistics:
     inbox_refused: int
     store_commits: int
     recent_errors: tuple[str, ...]
+    #: supervised workers, and any peer lane that is failing now
+    components: tuple[Component, ...] = ()
 
 
 class Node:
@@ -98,6 +101,8 @@ class Node:
         self.home = home
         self.clock = clock
         self._admin_token = admin_token
+        self._errors: list[str] = []
+        self.supervisor = Supervisor(clock=clock, on_error=self._record_error)
         self.events = EventBus()
         self.addresses = Addresses(config)
         self.transport = Transport(ca_file=config.tls_ca)
@@ -107,9 +112,10 @@ class Node:
             self.transport,
             endpoints=self._peer_endpoints,
             clock=clock,
-            spawn=self._spawn,
+            spawn=self.spawn,
             on_change=self._on_delivery_change,
             retry_base_s=retry_base_s,
+            health=self.supervisor,
         )
         self.messenger = Messenger(identity, self.outbox, clock=clock)
         self.connections = Connections(
@@ -132,8 +138,8 @@ class Node:
             on_error=self._record_error,
             personas=self._persona,
             limits=limits,
+            health=self.supervisor,
         )
-        self._errors: list[str] = []
         self.context = FeatureContext(
             identity=identity,
             config=config,
@@ -152,10 +158,6 @@ class Node:
         self._wire_features()
         self._runners: list[web.AppRunner] = []
         self._admin_port = 0
-        self._tg: asyncio.TaskGroup | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._stopping = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._started_at = 0.0
         self._wrote_runtime = False
@@ -234,9 +236,7 @@ class Node:
         await self.store.open()
         await self._check_identity()
         await self.transport.start()
-        ready = asyncio.Event()
-        self._supervisor = asyncio.create_task(self._supervise(ready), name="vrm-node")
-        await ready.wait()
+        self._supervise()
         self.addresses.peer_port = await self._serve(
             self._peer_app(),
             self.config.listen_host,
@@ -275,11 +275,7 @@ class Node:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
-        self._stopping.set()
-        if self._supervisor is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-            self._supervisor = None
+        await self.supervisor.stop()
         await self.transport.close()
         await self.store.close()
         # Only our own node.json: a start that failed (say, a second `vrm serve` on a
@@ -305,36 +301,17 @@ class Node:
     async def wait_stop_requested(self) -> None:
         await self._stop_requested.wait()
 
-    async def _supervise(self, ready: asyncio.Event) -> None:
-        try:
-            async with asyncio.TaskGroup() as tg:
-                self._tg = tg
-                workers = [
-                    tg.create_task(self.outbox.committer_task()),
-                    tg.create_task(self.inbox.committer.run()),
-                    tg.create_task(self._prune_loop()),
-                ]
-                ready.set()
-                await self._stopping.wait()
-                for task in [*workers, *self._tasks]:
-                    task.cancel()
-        finally:
-            self._tg = None
+    def _supervise(self) -> None:
+        sup = self.supervisor
+        sup.start()
+        # Names match the committers' health reports, so a store fault shows here.
+        sup.worker("outbox-committer", self.outbox.committer_task)
+        sup.worker("inbox-committer", self.inbox.committer.run)
+        sup.worker("prune", self._prune_loop)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str = "task") -> asyncio.Task[None]:
-        """Run ``coro`` as the node's background work (features get this as ctx.spawn)."""
-        task = self._spawn(coro)
-        assert isinstance(task, asyncio.Task)
-        return task
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> object:
-        if self._tg is None:
-            coro.close()
-            raise NodeError("node is not running")
-        task = self._tg.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        """Run ``coro`` under the supervisor: if it raises, that is logged and contained."""
+        return self.supervisor.spawn(coro, name=name)
 
     async def _serve(
         self,
@@ -530,6 +507,7 @@ class Node:
             inbox_refused=self.inbox.stats.refused,
             store_commits=self.inbox.committer.transactions,
             recent_errors=tuple(self._errors[-10:] + list(self.outbox.recent_errors)[-10:]),
+            components=self.supervisor.components(),
         )
 
 

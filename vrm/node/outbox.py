@@ -2,7 +2,9 @@
 
 Each peer with queued messages gets one lane task. A lane sends everything queued
 for its peer in one batch (messages that arrive while a request is in flight go in
-the next), so an unreachable peer only ever delays its own lane.
+the next), so an unreachable peer only ever delays its own lane. A lane never dies: a failed
+request or store write puts its batch back and retries it with backoff, and the
+lane's health (``outbox:<did>``) is reported while it fails.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from vrm.errors import ProtocolError, Unreachable, VrmError
 from vrm.node.committer import GroupCommitter
+from vrm.node.supervisor import Health
 from vrm.node.transport import Transport
 from vrm.protocol.framing import MAX_BATCH, MAX_BATCH_BYTES, Ack
 from vrm.protocol.retry import next_attempt
@@ -27,21 +30,30 @@ __all__ = ["RETRYABLE_CODES", "Outbox"]
 log = logging.getLogger("vrm.outbox")
 
 #: Refusals that may pass later; anything else the peer says no to fails for good.
-RETRYABLE_CODES = frozenset({"rate_limited", "not_accepted", "storage_error", "clock_skew"})
+#: (An inbox refuses with ``storage_error`` while its store is busy; ``storage_busy``
+#: is here too so that a peer that ever sends it is retried.)
+RETRYABLE_CODES = frozenset(
+    {"rate_limited", "not_accepted", "storage_error", "storage_busy", "clock_skew"}
+)
 #: Codes meaning the peer already holds the message (our earlier ack was lost).
 DELIVERED_CODES = frozenset({"replayed"})
 #: Framing overhead per envelope (u32 length) plus the batch header, kept conservative.
 _FRAME_OVERHEAD = 16
+#: How long ``submit`` retries a busy store before the caller hears ``StorageBusy``:
+#: past sqlite's own 5 s busy_timeout, well within an admin client's patience.
+ENQUEUE_PATIENCE_S = 10.0
 
 Resolver = Callable[[str], Awaitable[Sequence[str]]]
 Spawner = Callable[[Coroutine[Any, Any, None]], object]
 
 
 class _Lane:
-    __slots__ = ("attempts", "items", "retry_at", "running", "wake")
+    __slots__ = ("attempts", "inflight", "items", "retry_at", "running", "wake")
 
     def __init__(self) -> None:
         self.items: deque[OutboxItem] = deque()
+        #: taken from ``items`` and not yet settled or put back (see _lane_crashed)
+        self.inflight: list[OutboxItem] = []
         self.wake = asyncio.Event()
         self.running = False
         self.attempts = 0
@@ -59,6 +71,7 @@ class Outbox:
         spawn: Spawner,
         on_change: Callable[[OutboxItem, DeliveryState, str | None], None],
         retry_base_s: float = 0.5,
+        health: Health | None = None,
     ) -> None:
         self._store = store
         self._transport = transport
@@ -67,8 +80,11 @@ class Outbox:
         self._spawn = spawn
         self._on_change = on_change
         self._retry_base = retry_base_s
+        self._health = health
         self._lanes: dict[str, _Lane] = {}
-        self._committer: GroupCommitter[OutboxItem, None] = GroupCommitter(self._commit)
+        self._committer: GroupCommitter[OutboxItem, None] = GroupCommitter(
+            self._commit, name="outbox-committer", health=health, patience_s=ENQUEUE_PATIENCE_S
+        )
         self._waiters: dict[str, asyncio.Future[DeliveryState]] = {}
         self.delivered = 0
         self.recent_errors: deque[str] = deque(maxlen=20)
@@ -113,6 +129,7 @@ class Outbox:
         if lane is not None:
             lane.retry_at = 0.0
             lane.wake.set()
+            self._ensure_running(peer, lane)
 
     def _add(self, item: OutboxItem) -> None:
         lane = self._lanes.get(item.peer)
@@ -120,9 +137,12 @@ class Outbox:
             lane = self._lanes[item.peer] = _Lane()
         lane.items.append(item)
         lane.wake.set()
-        if not lane.running:
+        self._ensure_running(item.peer, lane)
+
+    def _ensure_running(self, peer: str, lane: _Lane) -> None:
+        if not lane.running and lane.items:
             lane.running = True
-            self._spawn(self._run_lane(item.peer, lane))
+            self._spawn(self._run_lane(peer, lane))
 
     async def _run_lane(self, peer: str, lane: _Lane) -> None:
         try:
@@ -133,15 +153,20 @@ class Outbox:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lane.wake.wait(), delay)
                     continue
-                await self._send_some(peer, lane)
+                try:
+                    await self._send_some(peer, lane)
+                except Exception as exc:  # a store fault or a bug: keep the items, go on
+                    self._lane_crashed(peer, lane, exc)
         finally:
+            # Reset even on cancellation, so a later _add, kick or resume restarts it.
             lane.running = False
-            if not lane.items:
+            if not lane.items and not lane.inflight:
                 self._lanes.pop(peer, None)
+                self._report_ok(peer)
 
     async def _send_some(self, peer: str, lane: _Lane) -> None:
         now = self._clock()
-        batch = self._take_batch(lane, now)
+        batch = lane.inflight = self._take_batch(lane, now)
         if not batch:
             return
         try:
@@ -150,10 +175,31 @@ class Outbox:
                 raise Unreachable("no endpoint known for this peer")
             acks = await self._post_any(endpoints, [i.envelope for i in batch])
         except (Unreachable, ProtocolError) as exc:
-            await self._lane_failed(lane, batch, exc)
+            await self._lane_failed(peer, lane, batch, exc)
             return
         lane.attempts = 0
         await self._apply_acks(lane, batch, acks)
+        self._report_ok(peer)
+
+    def _lane_crashed(self, peer: str, lane: _Lane, exc: Exception) -> None:
+        """Put back what the failed step still held and retry it after a backoff.
+
+        An item whose ack was lost with a failed store write is sent again; the peer
+        answers ``replayed`` and it is marked delivered then, so it lands once.
+        """
+        lane.items.extendleft(reversed(lane.inflight))
+        lane.inflight = []
+        lane.attempts += 1
+        lane.retry_at = next_attempt(
+            lane.attempts - 1, now=self._clock(), rng=random.random, base=self._retry_base
+        )
+        self.recent_errors.append(f"outbox: {type(exc).__name__}: {exc}"[:300])
+        if self._health is not None:
+            self._health.fault(_lane_name(peer), exc)
+
+    def _report_ok(self, peer: str) -> None:
+        if self._health is not None:
+            self._health.ok(_lane_name(peer))
 
     def _take_batch(self, lane: _Lane, now: float) -> list[OutboxItem]:
         batch: list[OutboxItem] = []
@@ -182,15 +228,20 @@ class Outbox:
         assert last is not None
         raise last
 
-    async def _lane_failed(self, lane: _Lane, batch: list[OutboxItem], exc: VrmError) -> None:
+    async def _lane_failed(
+        self, peer: str, lane: _Lane, batch: list[OutboxItem], exc: VrmError
+    ) -> None:
         lane.attempts += 1
         lane.retry_at = next_attempt(
             lane.attempts - 1, now=self._clock(), rng=random.random, base=self._retry_base
         )
         reason = f"{exc.code}: {exc.message}"
         self.recent_errors.append(reason)
-        log.info("delivery to lane failed (attempt %d): %s", lane.attempts, reason)
+        log.debug("delivery to lane failed (attempt %d): %s", lane.attempts, reason)
+        if self._health is not None:
+            self._health.fault(_lane_name(peer), exc)  # logged once per streak there
         lane.items.extendleft(reversed(batch))
+        lane.inflight = []
         for item in batch:
             await self._store.mark_retry(
                 item.id,
@@ -208,13 +259,18 @@ class Outbox:
                 retry.append((item, f"{ack.code}: {ack.error}"))
             else:
                 failed.append((item, f"{ack.code}: {ack.error}"))
+        # ``lane.inflight`` shrinks as each group is settled in the store, so a failed
+        # write puts back exactly the items it did not settle (see _lane_crashed).
         if delivered:
             await self._store.mark_delivered([i.id for i in delivered], at=self._clock())
+            lane.inflight = [i for i, _ in failed + retry]
             self.delivered += len(delivered)
             for item in delivered:
                 self._settle(item, DeliveryState.DELIVERED, None)
         for item, reason in failed:
             await self._finish([item], DeliveryState.FAILED, reason)
+            lane.inflight.remove(item)
+        lane.inflight = []
         if retry:
             lane.attempts += 1
             lane.retry_at = next_attempt(
@@ -238,3 +294,8 @@ class Outbox:
         if fut is not None and not fut.done():
             fut.set_result(state)
         self._on_change(item, state, reason)
+
+
+def _lane_name(peer: str) -> str:
+    """The component name of a peer's lane in ``vrm status``."""
+    return f"outbox:{peer}"

@@ -1,6 +1,8 @@
 """Outbound HTTP: POST batches of envelopes to peer inboxes over kept-alive connections.
 
-aiohttp exceptions stop here and become ``Unreachable`` or a typed refusal.
+aiohttp exceptions stop here. Every reply shape maps to one typed error: the network
+failing (or a 5xx) is ``Unreachable``, a typed refusal is its own ``ProtocolError``,
+and any other reply outside the protocol is ``BadReply``. A peer cannot raise more.
 """
 
 from __future__ import annotations
@@ -8,8 +10,9 @@ from __future__ import annotations
 import ssl
 
 import aiohttp
+import msgspec
 
-from vrm.errors import Malformed, ProtocolError, Unreachable, error_for_code
+from vrm.errors import BadReply, Malformed, ProtocolError, Unreachable, error_for_code
 from vrm.protocol.framing import BATCH_CONTENT_TYPE, Ack, decode_acks, encode_batch
 
 __all__ = ["INBOX_PATH", "Transport", "inbox_url"]
@@ -23,6 +26,9 @@ CONNECT_TIMEOUT_S = 5.0
 KEEPALIVE_S = 15.0
 #: Largest ack body we read; MAX_BATCH acks with 1 KiB errors fit well under it.
 MAX_REPLY_BYTES = 1024 * 1024
+
+#: A request refused as a whole carries one ack (see inbox.handle).
+_ONE_ACK = msgspec.json.Decoder(Ack)
 
 
 def inbox_url(endpoint: str) -> str:
@@ -59,18 +65,29 @@ class Transport:
             raise Unreachable("transport is not started")
         body = encode_batch(envelopes)
         try:
+            # A redirect is not followed: the peer's endpoint is what its relationship
+            # says, and a POST must not be re-sent somewhere else on a stranger's word.
             async with self._session.post(
-                inbox_url(endpoint), data=body, headers={"Content-Type": BATCH_CONTENT_TYPE}
+                inbox_url(endpoint),
+                data=body,
+                headers={"Content-Type": BATCH_CONTENT_TYPE},
+                allow_redirects=False,
             ) as resp:
                 reply = await _read_reply(resp)
                 status = resp.status
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except BadReply:
+            raise  # a ValueError too, but ours: the reply was over the size cap
+        # ValueError: an endpoint URL aiohttp cannot use (it came from the peer).
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise Unreachable(f"{endpoint}: {type(exc).__name__}: {exc}") from exc
         if status != 200:
             raise _whole_request_error(endpoint, status, reply)
-        acks = decode_acks(reply)
+        try:
+            acks = decode_acks(reply)
+        except Malformed as exc:
+            raise BadReply(f"{endpoint}: {exc.message}") from exc
         if len(acks) != len(envelopes):
-            raise Malformed(f"{endpoint} acknowledged {len(acks)} of {len(envelopes)} envelopes")
+            raise BadReply(f"{endpoint} acknowledged {len(acks)} of {len(envelopes)} envelopes")
         return acks
 
 
@@ -81,23 +98,33 @@ async def _read_reply(resp: aiohttp.ClientResponse) -> bytes:
     one TCP segment would be cut short.)
     """
     if resp.content_length is not None and resp.content_length > MAX_REPLY_BYTES:
-        raise Malformed(f"inbox reply of {resp.content_length} bytes (max {MAX_REPLY_BYTES})")
+        raise BadReply(f"inbox reply of {resp.content_length} bytes (max {MAX_REPLY_BYTES})")
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_any():
         size += len(chunk)
         if size > MAX_REPLY_BYTES:
-            raise Malformed(f"inbox reply longer than {MAX_REPLY_BYTES} bytes")
+            raise BadReply(f"inbox reply longer than {MAX_REPLY_BYTES} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
 def _whole_request_error(endpoint: str, status: int, reply: bytes) -> ProtocolError | Unreachable:
-    try:
-        ack = decode_acks(b'{"results":[' + reply + b"]}")[0]
-    except Malformed:
+    """The error for a reply whose status is not 200, whatever its body."""
+    ack = _refusal(reply)
+    if ack is not None and ack.code:
+        err = error_for_code(ack.code, ack.error or "")
+        if isinstance(err, ProtocolError) and status < 500:
+            return err  # a typed refusal of the whole request (429 rate_limited, ...)
+        return Unreachable(f"{endpoint} answered HTTP {status}: {ack.code}: {ack.error}")
+    if status >= 500:
         return Unreachable(f"{endpoint} answered HTTP {status}")
-    err = error_for_code(ack.code or "", ack.error or "")
-    if isinstance(err, ProtocolError) and status < 500:
-        return err
-    return Unreachable(f"{endpoint} answered HTTP {status}: {ack.code}: {ack.error}")
+    # 1xx/2xx/3xx/4xx without a refusal: the peer's inbox is not speaking vrm.
+    return BadReply(f"{endpoint} answered HTTP {status} without a refusal")
+
+
+def _refusal(reply: bytes) -> Ack | None:
+    try:
+        return _ONE_ACK.decode(reply)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from vrm.errors import StorageError
+from vrm.errors import StorageBusy, StorageError
 from vrm.storage.database import Args, Row
 
 __all__ = ["SqliteDatabase", "SqliteTx", "Synchronous", "migrations"]
@@ -40,14 +40,21 @@ def migrations() -> list[tuple[int, str]]:
 def _map_errors() -> Iterator[None]:
     """The one place sqlite errors become ``StorageError``.
 
-    "database is locked" (SQLITE_BUSY) and "database or disk is full" (SQLITE_FULL)
-    stay distinguishable through ``__cause__.sqlite_errorname``; a transient-error
-    subclass belongs here when vrm.errors grows one.
+    "database is locked" (SQLITE_BUSY/LOCKED) and "database or disk is full"
+    (SQLITE_FULL) clear by themselves: they become ``StorageBusy``, which the node
+    retries; everything else is a plain ``StorageError``.
     """
     try:
         yield
     except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _TRANSIENT:
+            raise StorageBusy(f"database busy: {exc}") from exc
         raise StorageError(f"database error: {exc}") from exc
+
+
+#: Result codes that clear by themselves: another connection holds the lock past
+#: busy_timeout, or the disk is full. The node retries these (vrm.node.committer).
+_TRANSIENT = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL})
 
 
 class SqliteDatabase:
