@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from vrm.errors import InvalidInput, NotFound
+from vrm.node.work import Work
 from vrm.protocol.identity import Did
 from vrm.protocol.relationship import (
     Event,
@@ -52,12 +53,20 @@ class RelationshipBook:
         """The relationship if it is in memory (for hot paths that must not await)."""
         return self._cache.get(did)
 
-    async def save(self, rel: Relationship) -> Relationship:
-        await self._store.put_relationship(rel)
+    async def save(self, rel: Relationship, *, work: Work | None = None) -> Relationship:
+        """Store ``rel`` (inside ``work``'s transaction when given)."""
+        if work is None:
+            await self._store.put_relationship(rel)
+        else:
+            await work.tx.put_relationship(rel)
+            # Readers in the same transaction see it at once; a rollback forgets it.
+            work.on_rollback(lambda: self._cache.pop(rel.did, None))
         self._cache[rel.did] = rel
         return rel
 
-    async def apply(self, did: str, event: Event, **changes: Any) -> Relationship:
+    async def apply(
+        self, did: str, event: Event, *, work: Work | None = None, **changes: Any
+    ) -> Relationship:
         """Move ``did``'s relationship through ``event`` (creating it if needed)."""
         current = await self.get(did)
         state = transition(current.state if current else None, event)
@@ -80,11 +89,13 @@ class RelationshipBook:
             rel = replace(current, state=state, updated=now)
         if "endpoints" in changes:
             changes["endpoints"] = tuple(changes["endpoints"])
-        return await self.save(replace(rel, **changes))
+        return await self.save(replace(rel, **changes), work=work)
 
-    async def update(self, rel: Relationship, **changes: Any) -> Relationship:
+    async def update(
+        self, rel: Relationship, *, work: Work | None = None, **changes: Any
+    ) -> Relationship:
         """Change fields that are not the state (channel, endpoints, name)."""
-        return await self.save(replace(rel, updated=self._clock(), **changes))
+        return await self.save(replace(rel, updated=self._clock(), **changes), work=work)
 
     async def resolve(self, ref: str) -> Relationship:
         """Find a relationship by did, unique did suffix/prefix, or display name."""

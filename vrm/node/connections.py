@@ -17,7 +17,8 @@ import msgspec
 from vrm.errors import Conflict, InvalidInput
 from vrm.node.book import RelationshipBook
 from vrm.node.config import NodeConfig
-from vrm.node.messenger import Messenger, Outgoing
+from vrm.node.messenger import Outgoing
+from vrm.node.work import Work, Works
 from vrm.protocol.envelope import Opened
 from vrm.protocol.identity import Identity
 from vrm.protocol.invitation import Invitation, parse_invitation
@@ -47,24 +48,24 @@ MAX_INVITATION_TTL_S = 10 * 366 * 24 * 3600
 class ConnectHook(Protocol):
     """A feature's say in forming relationships (the data service: personal terms)."""
 
-    async def outgoing_terms(self, did: str, role: str) -> list[TermRef]:
-        """Terms to proffer in our ``connect.request`` to ``did``."""
+    async def outgoing_terms(self, did: str, role: str, work: Work) -> list[TermRef]:
+        """Terms to proffer in our ``connect.request`` to ``did`` (recorded in ``work``)."""
         ...
 
     async def wait_answer(self, rel: Relationship) -> Relationship:
         """After our request is queued: wait for the answer if it matters, or return."""
         ...
 
-    async def refuse_request(self, peer: str, body: ConnectRequest) -> str | None:
+    async def refuse_request(self, peer: str, body: ConnectRequest, work: Work) -> str | None:
         """A reason to reject their request (sent to them), or None to go on."""
         ...
 
-    async def accepted(self, rel: Relationship) -> None:
-        """We accepted their request (``connect.accept`` is queued)."""
+    async def accepted(self, rel: Relationship, work: Work) -> None:
+        """We accepted their request (``connect.accept`` is queued in ``work``)."""
         ...
 
-    async def answered(self, peer: str, accepted: bool, reason: str) -> None:
-        """They answered our request."""
+    async def answered(self, peer: str, accepted: bool, reason: str, work: Work) -> None:
+        """They answered our request (in the transaction that records it)."""
         ...
 
 
@@ -75,7 +76,7 @@ class Connections:
         identity: Identity,
         config: NodeConfig,
         book: RelationshipBook,
-        messenger: Messenger,
+        works: Works,
         store: Store,
         endpoints: Callable[[], Sequence[str]],
         clock: Callable[[], float],
@@ -84,7 +85,7 @@ class Connections:
         self._me = identity
         self._cfg = config
         self._book = book
-        self._messenger = messenger
+        self._works = works
         self._store = store
         self._endpoints = endpoints
         self._clock = clock
@@ -140,117 +141,137 @@ class Connections:
             raise InvalidInput("that is this node's own did")
         if not endpoints:
             raise InvalidInput("the peer has no endpoint to connect to")
-        rel = await self._book.apply(
-            did, Event.SEND_REQUEST, name=name, role=role, endpoints=endpoints
-        )
-        terms = await self.hook.outgoing_terms(did, role) if self.hook else []
-        body = ConnectRequest(
-            name=self._cfg.name,
-            role=self._cfg.role,  # type: ignore[arg-type]
-            endpoints=list(self._endpoints()),
-            token=token,
-            note=note,
-            terms=terms or msgspec.UNSET,
-        )
-        item = await self._messenger.send(Outgoing(did, body))
-        rel = await self._book.update(rel, request_id=item.id)
+        async with self._works() as work:
+            rel = await self._book.apply(
+                did, Event.SEND_REQUEST, work=work, name=name, role=role, endpoints=endpoints
+            )
+            terms = await self.hook.outgoing_terms(did, role, work) if self.hook else []
+            body = ConnectRequest(
+                name=self._cfg.name,
+                role=self._cfg.role,  # type: ignore[arg-type]
+                endpoints=list(self._endpoints()),
+                token=token,
+                note=note,
+                terms=terms or msgspec.UNSET,
+            )
+            item = await work.send(Outgoing(did, body))
+            rel = await self._book.update(rel, work=work, request_id=item.id)
         return await self.hook.wait_answer(rel) if self.hook else rel
 
     async def accept(self, request_id: str) -> Relationship:
-        rel = await self._book.by_request(request_id)
-        if rel.state is not RelState.PENDING:
-            raise Conflict(f"request {request_id} is {rel.state.value}, not pending")
-        return await self._accept(rel, request_id)
+        async with self._works() as work:
+            rel = await self._book.by_request(request_id)
+            if rel.state is not RelState.PENDING:
+                raise Conflict(f"request {request_id} is {rel.state.value}, not pending")
+            return await self._accept(rel, request_id, work)
 
     async def reject(self, request_id: str, reason: str = "") -> Relationship:
-        rel = await self._book.by_request(request_id)
-        rel = await self._book.apply(rel.did, Event.REJECT, request_id=None)
-        await self._messenger.send(Outgoing(rel.did, ConnectReject(reason=reason), thid=request_id))
+        async with self._works() as work:
+            rel = await self._book.by_request(request_id)
+            return await self._reject(rel, request_id, reason, work)
+
+    async def _reject(
+        self, rel: Relationship, request_id: str, reason: str, work: Work
+    ) -> Relationship:
+        rel = await self._book.apply(rel.did, Event.REJECT, work=work, request_id=None)
+        await work.send(Outgoing(rel.did, ConnectReject(reason=reason), thid=request_id))
         return rel
 
-    async def _accept(self, rel: Relationship, request_id: str) -> Relationship:
+    async def _accept(self, rel: Relationship, request_id: str, work: Work) -> Relationship:
         if rel.state is not RelState.ACTIVE:
-            rel = await self._book.apply(rel.did, Event.ACCEPT, request_id=None)
+            rel = await self._book.apply(rel.did, Event.ACCEPT, work=work, request_id=None)
         body = ConnectAccept(
             name=self._cfg.name,
             role=self._cfg.role,  # type: ignore[arg-type]
             endpoints=list(self._endpoints()),
         )
-        await self._messenger.send(Outgoing(rel.did, body, thid=request_id))
+        await work.send(Outgoing(rel.did, body, thid=request_id))
         if self.hook:
-            await self.hook.accepted(rel)
+            await self.hook.accepted(rel, work)
         return rel
 
     async def announce_endpoints(self) -> int:
         """Tell every live relationship where this node is now."""
         body = EndpointUpdate(endpoints=list(self._endpoints()))
         live = [r for r in await self._book.all() if r.state is RelState.ACTIVE]
-        await self._messenger.send_many([Outgoing(r.did, body) for r in live])
+        async with self._works() as work:
+            await work.send_many([Outgoing(r.did, body) for r in live])
         return len(live)
 
-    # -- inbound control messages (called by the inbox after admission) ------------
+    # -- inbound control messages (the inbox calls these inside the message's unit of work)
 
-    async def on_control(self, opened: Opened) -> None:
+    async def on_control(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         if isinstance(body, ConnectRequest):
-            await self._on_request(opened, body)
+            await self._on_request(opened, body, work)
         elif isinstance(body, ConnectAccept):
             await self._book.apply(
                 opened.sender,
                 Event.RECEIVE_ACCEPT,
+                work=work,
                 name=body.name,
                 role=body.role,
                 endpoints=body.endpoints,
                 request_id=None,
             )
-            self._notify({"event": "connected", "peer": opened.sender, "name": body.name})
+            self._announce(work, {"event": "connected", "peer": opened.sender, "name": body.name})
             if self.hook:
-                await self.hook.answered(opened.sender, True, "")
+                await self.hook.answered(opened.sender, True, "", work)
         elif isinstance(body, ConnectReject):
-            await self._book.apply(opened.sender, Event.RECEIVE_REJECT, request_id=None)
-            self._notify({"event": "rejected", "peer": opened.sender, "reason": body.reason})
+            await self._book.apply(opened.sender, Event.RECEIVE_REJECT, work=work, request_id=None)
+            self._announce(
+                work, {"event": "rejected", "peer": opened.sender, "reason": body.reason}
+            )
             if self.hook:
-                await self.hook.answered(opened.sender, False, body.reason)
+                await self.hook.answered(opened.sender, False, body.reason, work)
         elif isinstance(body, EndpointUpdate):
             rel = await self._book.get(opened.sender)
             if rel is not None:
-                await self._book.update(rel, endpoints=tuple(body.endpoints))
+                await self._book.update(rel, work=work, endpoints=tuple(body.endpoints))
 
-    async def _on_request(self, opened: Opened, body: ConnectRequest) -> None:
+    def _announce(self, work: Work, event: dict[str, object]) -> None:
+        work.after_commit(lambda: self._notify(event))
+
+    async def _on_request(self, opened: Opened, body: ConnectRequest, work: Work) -> None:
         peer, msg_id = opened.sender, opened.message.id
         before = await self._book.get(peer)
         asked_them = before is not None and before.state is RelState.REQUESTED
         if before is not None and before.state is RelState.ACTIVE:
-            await self._book.update(before, endpoints=tuple(body.endpoints), name=body.name)
-            await self._accept(before, msg_id)
+            before = await self._book.update(
+                before, work=work, endpoints=tuple(body.endpoints), name=body.name
+            )
+            await self._accept(before, msg_id, work)
             return
         rel = await self._book.apply(
             peer,
             Event.RECEIVE_REQUEST,
+            work=work,
             name=body.name,
             role=body.role,
             endpoints=body.endpoints,
             request_id=msg_id,
             note=body.note,
         )
-        reason = await self.hook.refuse_request(peer, body) if self.hook else None
+        reason = await self.hook.refuse_request(peer, body, work) if self.hook else None
         if reason:
-            await self.reject(msg_id, reason)
-            self._notify({"event": "refused", "peer": peer, "name": body.name, "reason": reason})
+            await self._reject(rel, msg_id, reason, work)
+            self._announce(
+                work, {"event": "refused", "peer": peer, "name": body.name, "reason": reason}
+            )
             return
-        if asked_them or await self._policy_accepts(body):
-            await self._accept(rel, msg_id)
-            self._notify({"event": "connected", "peer": peer, "name": body.name})
+        if asked_them or await self._policy_accepts(body, work):
+            await self._accept(rel, msg_id, work)
+            self._announce(work, {"event": "connected", "peer": peer, "name": body.name})
         else:
             log.info("connection request %s from %s waits for the owner", msg_id, body.name)
-            self._notify(
-                {"event": "request", "request_id": msg_id, "peer": peer, "name": body.name}
+            self._announce(
+                work, {"event": "request", "request_id": msg_id, "peer": peer, "name": body.name}
             )
 
-    async def _policy_accepts(self, body: ConnectRequest) -> bool:
+    async def _policy_accepts(self, body: ConnectRequest, work: Work) -> bool:
         policy = self._cfg.effective_accept_policy
         if policy == "auto":
             return True
         if policy == "token" and body.token:
-            return await self._store.use_invitation(body.token, now=self._clock())
+            return await work.tx.use_invitation(body.token, now=self._clock())
         return False

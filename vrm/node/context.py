@@ -18,6 +18,7 @@ from vrm.node.addresses import Addresses
 from vrm.node.config import NodeConfig
 from vrm.node.events import EventBus
 from vrm.node.messenger import Messenger
+from vrm.node.work import Works
 from vrm.protocol.identity import Identity
 from vrm.protocol.relationship import Event
 from vrm.storage.base import Relationship, Store
@@ -74,6 +75,8 @@ class FeatureContext:
     events: EventBus
     spawn: Spawn
     addresses: Addresses
+    #: ``async with ctx.unit_of_work() as work``: one transaction for one operation
+    unit_of_work: Works
     #: the node's home directory (None for a node built in memory, as in tests)
     home_path: Path | None
 

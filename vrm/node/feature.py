@@ -17,13 +17,15 @@ from aiohttp import web
 
 from vrm.node.connections import ConnectHook
 from vrm.node.inbox import Persona
+from vrm.node.work import Work
 from vrm.protocol.envelope import Opened
 
 __all__ = ["Declarations", "EndpointResolver", "Feature", "Handler", "PersonaLookup"]
 
-#: Acts on one inbound message of a type it declared; runs before the message is
-#: committed, so it must be idempotent (a crash in between replays the message).
-Handler = Callable[[Opened], Awaitable[None]]
+#: Acts on one inbound message of a type it declared, inside the unit of work that
+#: commits the message: its writes (``work.tx``), replies (``work.send``) and the
+#: message itself commit together, or none of them does.
+Handler = Callable[[Opened, Work], Awaitable[None]]
 #: Where a peer might be, for peers the relationship book has no endpoint for.
 EndpointResolver = Callable[[str], Awaitable[Sequence[str]]]
 #: Extra identities (pseudonyms) this node receives for, by ed25519 public key.

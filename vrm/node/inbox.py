@@ -31,8 +31,10 @@ from vrm.errors import (
 )
 from vrm.node.book import RelationshipBook
 from vrm.node.committer import GroupCommitter
+from vrm.node.crashpoints import CrashPoints
 from vrm.node.limits import AddressLimiter, PeerLimits, RecentSources, source_key
 from vrm.node.supervisor import Health
+from vrm.node.work import Work, Works
 from vrm.protocol.envelope import (
     CLOCK_SKEW_S,
     Opened,
@@ -60,7 +62,7 @@ log = logging.getLogger("vrm.inbox")
 #: sqlite's 5 s busy_timeout, well within the sender's 30 s request timeout.
 COMMIT_PATIENCE_S = 10.0
 
-Handler = Callable[[Opened], Awaitable[None]]
+Handler = Callable[[Opened, Work], Awaitable[None]]
 Delivered = Callable[[list[tuple[Opened, Inbound]]], None]
 
 
@@ -100,8 +102,12 @@ class Inbox:
         monotonic: Callable[[], float] = time.monotonic,
         personas: Callable[[bytes], Persona | None] | None = None,
         health: Health | None = None,
+        works: Works,
+        crash: CrashPoints | None = None,
     ) -> None:
         self._me = identity
+        self._works = works
+        self._crash = crash or CrashPoints()
         self._personas = personas
         self._store = store
         self._book = book
@@ -191,11 +197,14 @@ class Inbox:
     async def receive(self, envelopes: list[bytes], *, source: str = "local") -> list[Ack]:
         """Process envelopes in order; return one ack each, committed before return.
 
+        A message whose type has a handler commits with the handler's effects in one
+        unit of work; the others share one group-committed transaction.
         ``source`` is the sender's address key (``limits.source_key``) for the limit on
         connection requests from strangers.
         """
         acks: list[Ack | None] = [None] * len(envelopes)
         ready: list[tuple[int, Opened, Inbound]] = []
+        handled: list[tuple[Opened, Inbound]] = []
         now = self._clock()
         for i, data in enumerate(envelopes):
             msg_id = None
@@ -211,17 +220,25 @@ class Inbox:
                 handler = self._handler_for(msg_type)
                 if persona is not None and msg_type in CONTROL_TYPES:
                     handler = None
-                if handler is not None and await self._handle(opened, handler):
-                    raise Replayed("message id already received")
+                inb = _inbound(opened, now)
+                if handler is not None:
+                    if not await self._handle(opened, inb, handler):
+                        raise Replayed("message id already received")
+                    acks[i] = Ack(ok=True, id=inb.id)
+                    handled.append((opened, inb))
+                    continue
             except ProtocolError as exc:
                 acks[i] = self._refuse(exc, msg_id)
                 continue
             except StorageError as exc:
                 acks[i] = self._refuse(_retry_later(exc), msg_id)
                 continue
-            ready.append((i, opened, _inbound(opened, now)))
+            ready.append((i, opened, inb))
+        if handled:
+            self._delivered(handled, source)
         if ready:
             await self._commit(ready, acks, source)
+        self._crash.hit("inbox.after_commit")
         return [a for a in acks if a is not None]
 
     async def _commit(
@@ -241,13 +258,16 @@ class Inbox:
                 delivered.append((opened, inb))
             else:
                 acks[i] = self._refuse(Replayed("message id already received"), inb.id)
+        if delivered:
+            self._delivered(delivered, source)
+
+    def _delivered(self, delivered: list[tuple[Opened, Inbound]], source: str) -> None:
         self.stats.accepted += len(delivered)
         # Only a relationship can get anything but a connection request admitted:
         # its address skips the budget strangers share (see PeerLimits).
         if any(inb.type != "connect.request" for _, inb in delivered):
             self._trusted.add(source, self._monotonic())
-        if delivered:
-            self._on_delivered(delivered)
+        self._on_delivered(delivered)
 
     def _persona_for(self, envelope: bytes) -> Persona | None:
         if self._personas is None:
@@ -275,14 +295,16 @@ class Inbox:
         if not bucket.take(now):
             raise RateLimited(f"more than {rel.channel.rate_per_min} messages a minute")
 
-    async def _handle(self, opened: Opened, handler: Handler) -> bool:
-        """Run a message's effect before commit; True if it is a replay."""
-        # Checked first so a replayed connect.request cannot re-open a relationship;
-        # handlers are idempotent, so a crash between effect and commit is harmless.
-        if await self._store.is_seen(opened.message.id):
-            return True
-        await handler(opened)
-        return False
+    async def _handle(self, opened: Opened, inb: Inbound, handler: Handler) -> bool:
+        """Commit the message and the handler's effects together; False for a replay."""
+        # The seen id is written first in the same transaction, so a replayed
+        # connect.request cannot re-open a relationship, and a crash anywhere before
+        # the commit leaves neither the message nor its effects: the sender retries.
+        async with self._works() as work:
+            (fresh,) = await work.tx.commit_inbound([inb])
+            if fresh:
+                await handler(opened, work)
+        return fresh
 
     def _refuse(self, exc: VrmError, msg_id: str | None) -> Ack:
         self.stats.refused += 1

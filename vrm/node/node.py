@@ -28,6 +28,7 @@ from vrm.node.book import RelationshipBook
 from vrm.node.config import NodeConfig
 from vrm.node.connections import Connections
 from vrm.node.context import FeatureContext
+from vrm.node.crashpoints import CrashPoints
 from vrm.node.events import EventBus
 from vrm.node.feature import EndpointResolver, Feature, Handler
 from vrm.node.features import default_features
@@ -38,6 +39,7 @@ from vrm.node.messenger import Messenger, Outgoing
 from vrm.node.outbox import Outbox
 from vrm.node.supervisor import Component, Supervisor
 from vrm.node.transport import Transport
+from vrm.node.work import Works
 from vrm.protocol.envelope import Opened
 from vrm.protocol.framing import MAX_BATCH_BYTES
 from vrm.protocol.identity import Identity
@@ -94,6 +96,7 @@ class Node:
         retry_base_s: float = 0.5,
         features: FeatureSet | None = None,
         limits: PeerLimits | None = None,
+        crash: CrashPoints | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -101,6 +104,8 @@ class Node:
         self.home = home
         self.clock = clock
         self._admin_token = admin_token
+        #: where a crash test stops this node (none unless a test asks)
+        self.crash = crash or CrashPoints()
         self._errors: list[str] = []
         self.supervisor = Supervisor(clock=clock, on_error=self._record_error)
         self.events = EventBus()
@@ -116,13 +121,15 @@ class Node:
             on_change=self._on_delivery_change,
             retry_base_s=retry_base_s,
             health=self.supervisor,
+            crash=self.crash,
         )
         self.messenger = Messenger(identity, self.outbox, clock=clock)
+        self.works = Works(store, self.messenger, self.outbox, self.crash)
         self.connections = Connections(
             identity=identity,
             config=config,
             book=self.book,
-            messenger=self.messenger,
+            works=self.works,
             store=store,
             endpoints=self.endpoints,
             clock=clock,
@@ -139,6 +146,8 @@ class Node:
             personas=self._persona,
             limits=limits,
             health=self.supervisor,
+            works=self.works,
+            crash=self.crash,
         )
         self.context = FeatureContext(
             identity=identity,
@@ -151,6 +160,7 @@ class Node:
             events=self.events,
             spawn=self.spawn,
             addresses=self.addresses,
+            unit_of_work=self.works,
             home_path=home.path if home is not None else None,
         )
         make = default_features if features is None else features
@@ -170,6 +180,7 @@ class Node:
         cfg = home.config()
         store = SqliteStore(home.database, synchronous=cfg.synchronous)
         kw.setdefault("limits", PeerLimits.from_config(cfg.extra.get("limits", {})))
+        kw.setdefault("crash", CrashPoints.from_env())
         return cls(
             cfg,
             home.identity(passphrase),

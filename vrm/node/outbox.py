@@ -19,6 +19,7 @@ from typing import Any
 
 from vrm.errors import ProtocolError, Unreachable, VrmError
 from vrm.node.committer import GroupCommitter
+from vrm.node.crashpoints import CrashPoints
 from vrm.node.supervisor import Health
 from vrm.node.transport import Transport
 from vrm.protocol.framing import MAX_BATCH, MAX_BATCH_BYTES, Ack
@@ -72,8 +73,10 @@ class Outbox:
         on_change: Callable[[OutboxItem, DeliveryState, str | None], None],
         retry_base_s: float = 0.5,
         health: Health | None = None,
+        crash: CrashPoints | None = None,
     ) -> None:
         self._store = store
+        self._crash = crash or CrashPoints()
         self._transport = transport
         self._endpoints = endpoints
         self._clock = clock
@@ -106,6 +109,11 @@ class Outbox:
     async def submit(self, items: list[OutboxItem]) -> None:
         """Durably queue ``items``; they are safe once this returns."""
         await self._committer.submit(items)
+        for item in items:
+            self._add(item)
+
+    def adopt(self, items: Sequence[OutboxItem]) -> None:
+        """Deliver ``items`` that a committed unit of work wrote to the outbox."""
         for item in items:
             self._add(item)
 
@@ -177,6 +185,7 @@ class Outbox:
         except (Unreachable, ProtocolError) as exc:
             await self._lane_failed(peer, lane, batch, exc)
             return
+        self._crash.hit("outbox.after_post")
         lane.attempts = 0
         await self._apply_acks(lane, batch, acks)
         self._report_ok(peer)

@@ -128,6 +128,9 @@ class UnitOfWork(Tx, Protocol):
 
     async def put_relationship(self, rel: Relationship) -> None: ...
     async def set_meta(self, key: str, value: str) -> None: ...
+    async def use_invitation(self, token: str, *, now: float) -> bool:
+        """As ``Store.use_invitation``, inside this unit."""
+        ...
 
 
 class Store(Protocol):

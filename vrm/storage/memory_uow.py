@@ -50,6 +50,9 @@ class MemoryUnitOfWork:
     async def set_meta(self, key: str, value: str) -> None:
         await self._store.set_meta(key, value)
 
+    async def use_invitation(self, token: str, *, now: float) -> bool:
+        return await self._store.use_invitation(token, now=now)
+
 
 def _no_sql() -> ConfigError:
     return ConfigError("this feature needs a SQL database (the SQLite store)")

@@ -218,12 +218,7 @@ class SqliteStore:
 
     async def use_invitation(self, token: str, *, now: float) -> bool:
         changed = await self.database.write(
-            lambda conn: (
-                conn.execute(
-                    "UPDATE invitations SET uses = uses - 1 WHERE token=? AND uses > 0 AND expires >= ?",
-                    (token, now),
-                ).rowcount
-            )
+            lambda conn: conn.execute(_USE_INVITATION, (token, now)).rowcount
         )
         return changed == 1
 
@@ -295,6 +290,14 @@ class SqliteUnitOfWork:
     async def set_meta(self, key: str, value: str) -> None:
         await self.tx.execute(core.SET_META, (key, value))
 
+    async def use_invitation(self, token: str, *, now: float) -> bool:
+        return await self.tx.execute(_USE_INVITATION, (token, now)) == 1
+
+
+#: One use of an invitation that has uses left and has not expired (1 row, or 0).
+_USE_INVITATION = (
+    "UPDATE invitations SET uses = uses - 1 WHERE token=? AND uses > 0 AND expires >= ?"
+)
 
 if TYPE_CHECKING:
     _: type[Store] = SqliteStore
