@@ -18,7 +18,7 @@ from vrm.node.addresses import Addresses
 from vrm.node.config import NodeConfig
 from vrm.node.events import EventBus
 from vrm.node.messenger import Messenger
-from vrm.node.work import Works
+from vrm.node.work import Work, Works
 from vrm.protocol.identity import Identity
 from vrm.protocol.relationship import Event
 from vrm.storage.base import Relationship, Store
@@ -41,7 +41,9 @@ class Relationships(Protocol):
 
     def cached(self, did: str) -> Relationship | None: ...
 
-    async def apply(self, did: str, event: Event, **changes: Any) -> Relationship: ...
+    async def apply(
+        self, did: str, event: Event, *, work: Work | None = None, **changes: Any
+    ) -> Relationship: ...
 
 
 class Connector(Protocol):
