@@ -136,6 +136,7 @@ class Node:
             messenger=self.messenger,
             events=self.events,
             spawn=self.spawn,
+            worker=self.supervisor.worker,
             addresses=self.addresses,
             unit_of_work=self.works,
             home_path=home.path if home is not None else None,

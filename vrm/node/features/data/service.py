@@ -94,7 +94,7 @@ class DataService:
         # A restored node at a new address is announced by the discovery service's
         # EndpointTracker (the archive carries its "endpoints.announced" meta).
         self._sweeping = True
-        self.ctx.spawn(self._sweep_loop(), "data.expiry_sweep")
+        self.ctx.worker("data.expiry-sweep", self._sweep_loop)
 
     async def stop(self) -> None:
         self._sweeping = False

@@ -8,10 +8,8 @@ pseudonyms, vendors' categories.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
 from vrm.errors import VrmError
 from vrm.node.context import FeatureContext
@@ -67,7 +65,6 @@ class IntentsService:
             prove=prove,
         )
         self.vendor = VendorSide(ctx, self.db, keep_order=self.keep_order)
-        self._tasks: list[asyncio.Task[None]] = []
 
     def now(self) -> float:
         return self.ctx.clock()
@@ -87,15 +84,10 @@ class IntentsService:
             self.pseudonyms.add(intent_id, salt, vendors)
         if self.ctx.config.categories:
             await self._announce_changed_categories()
-            self._run(self._announce_on_connect(), "intents.announce_categories")
-
-    def _run(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        self._tasks.append(self.ctx.spawn(coro, name))
+            self.ctx.worker("intents.announce-categories", self._announce_on_connect)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        self._tasks.clear()
+        pass  # its worker stops with the node's supervisor
 
     async def keep_order(self, order: OrderRecord, work: Work) -> None:
         """Also list an order agreement with the node's other agreements (data service).
