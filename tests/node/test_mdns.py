@@ -153,7 +153,7 @@ async def test_vendor_categories_and_goodbye_on_stop(
         assert time.monotonic() - t0 < 5
         kinds = []
         while not events.empty():
-            event = events.get_nowait()
+            event = events.get_nowait().as_json()
             if event.get("event") == "peer":
                 kinds.append(event["change"])
         assert "lost" in kinds

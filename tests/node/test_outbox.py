@@ -204,9 +204,9 @@ async def test_refused_message_fails_with_the_reason_and_is_not_retried(
         assert settled is DeliveryState.FAILED
         failed = await state(shop, item)
         assert failed.last_error is not None and failed.last_error.startswith("type_denied")
-        event = await asyncio.wait_for(events.get(), SETTLE_S)
+        event = (await asyncio.wait_for(events.get(), SETTLE_S)).as_json()
         while event.get("id") != item.id:
-            event = await asyncio.wait_for(events.get(), SETTLE_S)
+            event = (await asyncio.wait_for(events.get(), SETTLE_S)).as_json()
         assert (event["event"], event["state"]) == ("delivery", "failed")
         assert event["reason"].startswith("type_denied")
     stored = await person.store.list_messages(

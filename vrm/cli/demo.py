@@ -28,7 +28,7 @@ from typing import Any
 import click
 
 from vrm.cli import render
-from vrm.cli.main import cli
+from vrm.cli.app import cli
 
 __all__: list[str] = []
 
