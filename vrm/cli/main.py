@@ -25,6 +25,7 @@ from vrm.cli.params import HOSTPORT
 from vrm.errors import VrmError
 from vrm.node.config import NodeConfig
 from vrm.node.home import Home, default_home
+from vrm.protocol.lan import check_realm
 
 __all__ = ["cli", "load_commands", "main"]
 
@@ -105,6 +106,11 @@ def cli() -> None:
     metavar="VAR",
     help="Encrypt the key with the passphrase in env VAR.",
 )
+@click.option(
+    "--realm",
+    default="",
+    help="mDNS realm: only nodes of the same realm see each other (default: the LAN's).",
+)
 @common
 def init(
     home: Home,
@@ -117,9 +123,11 @@ def init(
     categories: tuple[str, ...],
     accept: str | None,
     passphrase_env: str | None,
+    realm: str,
 ) -> None:
     """Create a node home with a new key, an admin token and config.toml."""
     host, port = listen
+    realm = check_realm(realm)
     if admin_port is None:
         admin_port = port + 1 if port else 0
     cfg = NodeConfig(
@@ -131,6 +139,7 @@ def init(
         public_urls=public_url,
         categories=categories,
         accept_policy=accept,  # type: ignore[arg-type]
+        extra={"mdns": {"realm": realm}} if realm else {},
     )
     passphrase = os.environ.get(passphrase_env) if passphrase_env else None
     if passphrase_env and not passphrase:

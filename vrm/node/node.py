@@ -32,7 +32,7 @@ from vrm.node.limits import PeerLimits
 from vrm.node.messenger import Messenger, Outgoing
 from vrm.node.outbox import Outbox
 from vrm.node.service import Handler, Service, ServiceFactory
-from vrm.node.transport import Transport
+from vrm.node.transport import PeerTransport, Transport
 from vrm.protocol.envelope import Opened
 from vrm.protocol.framing import MAX_BATCH_BYTES
 from vrm.protocol.identity import Identity
@@ -83,6 +83,7 @@ class Node:
         retry_base_s: float = 0.5,
         services: Sequence[ServiceFactory] | None = None,
         limits: PeerLimits | None = None,
+        transport: PeerTransport | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -91,7 +92,10 @@ class Node:
         self.clock = clock
         self._admin_token = admin_token
         self.events = EventBus()
-        self.transport = Transport(ca_file=config.tls_ca)
+        # Injectable (vrm.testing.MemoryNetwork) like httpcore's network backend.
+        self.transport: PeerTransport = (
+            transport if transport is not None else Transport(ca_file=config.tls_ca)
+        )
         self.book = RelationshipBook(store, my_role=config.role, clock=clock)
         self.outbox = Outbox(
             store,

@@ -1,18 +1,21 @@
 """Outbound HTTP: POST batches of envelopes to peer inboxes over kept-alive connections.
 
 aiohttp exceptions stop here and become ``Unreachable`` or a typed refusal.
+``PeerTransport`` is the interface the outbox uses; ``vrm.testing.MemoryNetwork``
+implements it without sockets.
 """
 
 from __future__ import annotations
 
 import ssl
+from typing import Protocol
 
 import aiohttp
 
 from vrm.errors import Malformed, ProtocolError, Unreachable, error_for_code
 from vrm.protocol.framing import BATCH_CONTENT_TYPE, Ack, decode_acks, encode_batch
 
-__all__ = ["INBOX_PATH", "Transport", "inbox_url"]
+__all__ = ["INBOX_PATH", "PeerTransport", "Transport", "inbox_url"]
 
 INBOX_PATH = "/vrm/v1/inbox"
 #: A peer that cannot answer a 4 MiB batch in 30 s is treated as down and retried.
@@ -27,6 +30,18 @@ MAX_REPLY_BYTES = 1024 * 1024
 
 def inbox_url(endpoint: str) -> str:
     return endpoint.rstrip("/") + INBOX_PATH
+
+
+class PeerTransport(Protocol):
+    """How a node delivers batches to peer endpoints (the outbox's only network edge)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def post(self, endpoint: str, envelopes: list[bytes]) -> list[Ack]:
+        """One ack per envelope, or raise ``Unreachable`` or a ``ProtocolError`` for all."""
+        ...
 
 
 class Transport:

@@ -1,20 +1,18 @@
-"""Discovery records (docs/protocol.md §10): the LAN advert's DNS-SD TXT keys and the
-``_vrm.<domain>`` TXT and SRV records; the ``whoami`` proof lives in ``whoami.py`` and is
+"""Discovery records (docs/protocol.md §10): the ``_vrm.<domain>`` TXT and SRV records.
+The LAN advert lives in ``lan.py`` and the ``whoami`` proof in ``whoami.py``; both are
 re-exported here. Pure: strings and bytes in and out; no sockets, zeroconf or dns here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from vrm.errors import (
     ConflictingRecords,
-    InvalidDid,
     InvalidInput,
     Malformed,
     MalformedRecord,
@@ -22,6 +20,17 @@ from vrm.errors import (
     UnsupportedVersion,
 )
 from vrm.protocol.identity import Did
+from vrm.protocol.lan import (
+    LAN_TXT_VERSION,
+    SERVICE_TYPE,
+    Advert,
+    check_realm,
+    encode_lan_txt,
+    host_label,
+    instance_label,
+    parse_lan_txt,
+    record_did,
+)
 from vrm.protocol.whoami import (
     MAX_WHOAMI_BYTES,
     NONCE_HEX_CHARS,
@@ -47,6 +56,7 @@ __all__ = [
     "Whoami",
     "ZoneRecord",
     "check_endpoint",
+    "check_realm",
     "encode_lan_txt",
     "encode_record_text",
     "host_label",
@@ -66,16 +76,11 @@ __all__ = [
     "zone_records",
 ]
 
-#: DNS-SD service type of a vrm node's peer endpoint (RFC 6763 §7).
-SERVICE_TYPE = "_vrm._tcp.local."
-#: ``v`` of the LAN advert's TXT record.
-LAN_TXT_VERSION = "1"
 #: ``v`` of the ``_vrm.<domain>`` TXT record; it also marks a TXT string as ours.
 DNS_RECORD_VERSION = "vrm1"
 #: RFC 1035 §3.3: one <character-string> of a TXT record holds at most 255 bytes.
 MAX_TXT_STRING = 255
-#: RFC 1035 §2.3.4: 63 bytes per label, 253 characters per name (no trailing dot).
-MAX_LABEL = 63
+#: RFC 1035 §2.3.4: 253 characters per name (no trailing dot).
 MAX_NAME = 253
 #: The longest endpoint URL, as in messages (`Endpoint`).
 MAX_ENDPOINT_CHARS = 512
@@ -83,104 +88,9 @@ MAX_ENDPOINT_CHARS = 512
 MAX_DNS_RECORDS = 32
 #: As many endpoints as a message may carry.
 MAX_ENDPOINTS = 8
-#: Longest display name in an advert; RFC 6763 §6.1 wants TXT strings short.
-MAX_ADVERT_NAME_BYTES = 200
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _TXT_KEY = re.compile(r"^[a-z][a-z0-9_-]*$")
-
-
-# -- the LAN advert (DNS-SD over mDNS) -----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Advert:
-    """What a node says about itself in its DNS-SD TXT record; a hint, never proof."""
-
-    did: Did
-    role: str
-    name: str
-    categories: tuple[str, ...] = ()
-
-
-def encode_lan_txt(advert: Advert) -> dict[str, str]:
-    """TXT keys for ``advert``: ``v``, ``id``, ``role``, ``name`` and, for vendors, ``cat``.
-
-    The name is cut to ``MAX_ADVERT_NAME_BYTES`` and the category list to what fits in one
-    255-byte TXT string (RFC 6763 §6.1); categories holding a comma are left out.
-    """
-    txt = {
-        "v": LAN_TXT_VERSION,
-        "id": str(advert.did),
-        "role": advert.role,
-        "name": _cut_utf8(advert.name, MAX_ADVERT_NAME_BYTES),
-    }
-    if advert.role == "vendor" and advert.categories:
-        room = MAX_TXT_STRING - len("cat=")
-        kept: list[str] = []
-        for cat in (c.strip() for c in advert.categories):
-            if cat and "," not in cat and len(",".join([*kept, cat]).encode()) <= room:
-                kept.append(cat)
-        if kept:
-            txt["cat"] = ",".join(kept)
-    return txt
-
-
-def parse_lan_txt(properties: Mapping[bytes, bytes | None]) -> Advert:
-    """Parse a DNS-SD TXT record (as zeroconf decodes it) into an ``Advert``.
-
-    Raises ``UnsupportedVersion`` for another ``v`` and ``MalformedRecord`` for anything
-    else that is wrong. Keys are case-insensitive (RFC 6763 §6.4); unknown keys are ignored.
-    """
-    txt: dict[str, str] = {}
-    for raw_key, raw_value in properties.items():
-        try:
-            key = raw_key.decode("ascii").lower()
-            value = (raw_value or b"").decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise MalformedRecord("advert TXT is not valid ASCII keys / UTF-8 values") from exc
-        txt[key] = value
-    if "v" not in txt:
-        raise MalformedRecord("advert has no v= key")
-    if txt["v"] != LAN_TXT_VERSION:
-        raise UnsupportedVersion(f"advert version {txt['v']!r} (we speak {LAN_TXT_VERSION})")
-    did = _did(txt.get("id"), "advert")
-    role = txt.get("role", "")
-    if role not in ("person", "vendor"):
-        raise MalformedRecord(f"advert role must be person or vendor, not {role[:20]!r}")
-    cats = tuple(c.strip() for c in txt.get("cat", "").split(",") if c.strip())
-    name = txt.get("name", "").strip()[:256] or did.short()
-    return Advert(did=did, role=role, name=name, categories=cats)
-
-
-def instance_label(name: str, did: str) -> str:
-    """The DNS-SD instance name: the display name plus a did suffix, one ≤63-byte label.
-
-    Dots would split the label on the wire, so they become spaces; the suffix makes two
-    nodes with the same display name distinct without a probe conflict.
-    """
-    suffix = f" [{did[-6:]}]"
-    base = " ".join(name.replace(".", " ").split()) or "vrm"
-    return _cut_utf8(base, MAX_LABEL - len(suffix)) + suffix
-
-
-def host_label(did: str) -> str:
-    """A host name for the advert's SRV target: ``vrm-`` + 12 hex digits of the did's hash."""
-    return "vrm-" + hashlib.sha256(did.encode()).hexdigest()[:12]
-
-
-def _cut_utf8(text: str, limit: int) -> str:
-    data = text.encode("utf-8")[:limit]
-    return data.decode("utf-8", errors="ignore")
-
-
-def _did(value: str | None, what: str) -> Did:
-    if not value:
-        raise MalformedRecord(f"{what} has no id=")
-    try:
-        return Did.parse(value)
-    except InvalidDid as exc:
-        raise MalformedRecord(f"{what} id= is not a did:key: {exc.message}") from exc
 
 
 # -- DNS names -------------------------------------------------------------------------
@@ -303,7 +213,7 @@ def _parse_record_tokens(tokens: list[str], domain: str) -> tuple[Did, str]:
         if key in fields:
             raise MalformedRecord(f"_vrm.{domain}: {key}= appears twice")
         fields[key] = value
-    did = _did(fields.get("id"), f"_vrm.{domain}")
+    did = record_did(fields.get("id"), f"_vrm.{domain}")
     endpoint = fields.get("ep")
     if not endpoint:
         raise MalformedRecord(f"_vrm.{domain} has no ep= (endpoint URL)")
