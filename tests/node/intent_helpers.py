@@ -2,7 +2,8 @@
 
 ``Market`` starts real nodes (127.0.0.1, port 0, SQLite in tmp_path) with the config a
 vendor writes in config.toml: ``categories`` and ``[offers] rules``. mDNS is off unless
-asked for, so that nodes of one test do not see another test's adverts.
+asked for; when on, the market's own random realm keeps other tests' and other
+processes' vendors out of it.
 """
 
 from __future__ import annotations
@@ -20,22 +21,15 @@ from vrm.node.intents import IntentsService, intents_of
 from vrm.protocol.identity import Identity
 from vrm.storage import SqliteStore
 from vrm.storage.intents import IntentRecord, OfferRecord
-
-
-class Clock:
-    """Wall time plus an offset a test can move (stays within the 300 s clock skew)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+from vrm.testing import random_realm
 
 
 class Market:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.nodes: list[Node] = []
+        #: nodes with ``mdns=True`` see each other, and no node another test started
+        self.realm = random_realm()
 
     async def node(
         self,
@@ -52,7 +46,7 @@ class Market:
     ) -> Node:
         home = self.dir / name
         home.mkdir(parents=True, exist_ok=True)
-        extra: dict[str, Any] = {"mdns": {"enabled": mdns}}
+        extra: dict[str, Any] = {"mdns": {"enabled": mdns, "realm": self.realm}}
         if rules is not None:
             (home / "offers.toml").write_text(rules)
             extra["offers"] = {"rules": str(home / "offers.toml")}

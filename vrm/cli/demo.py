@@ -16,7 +16,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -54,6 +54,9 @@ class DemoNode:
 @dataclass
 class Demo:
     root: Path
+    #: The demo's own mDNS realm: its nodes and any other nodes on this machine (tests,
+    #: another demo, your own) never see one another.
+    realm: str = field(default_factory=lambda: f"demo-{os.urandom(6).hex()}")
     nodes: dict[str, DemoNode] = field(default_factory=dict)
     results: list[tuple[str, str]] = field(default_factory=list)
 
@@ -88,9 +91,9 @@ class Demo:
         files: dict[str, str] | None = None,
     ) -> DemoNode:
         """``vrm init`` a home (plus ``config`` TOML and ``files``), then ``vrm serve`` it."""
-        port = _free_port()
-        node = DemoNode(key, name, role, self.root / key, port)
+        node = DemoNode(key, name, role, self.root / key, 0)
         self.nodes[key] = node
+        # Port 0: each node binds free ports itself and reports them when ready.
         init = self.vrm(
             node,
             "init",
@@ -99,9 +102,11 @@ class Demo:
             "--role",
             role,
             "--listen",
-            f"127.0.0.1:{port}",
+            "127.0.0.1:0",
             "--admin-port",
-            str(_free_port()),
+            "0",
+            "--realm",
+            self.realm,
             *extra,
         )
         node.did = init["did"]
@@ -125,6 +130,7 @@ class Demo:
         if not line:
             raise DemoFailed(f"{name}'s node did not start")
         ready = json.loads(line)
+        node.port = urlsplit(ready["peer"][0]).port or 0
         render.console.print(
             f"  {name} ({role}) is up at {ready['peer'][0]} in {ready['startup_s']:.2f}s"
         )
@@ -163,12 +169,6 @@ def _summary(data: Any) -> str:
         parts = [f"{k}={data[k]}" for k in keys if data.get(k)]
         return ", ".join(parts) or ", ".join(sorted(data))[:100]
     return str(data)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @cli.command()

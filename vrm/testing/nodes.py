@@ -22,6 +22,7 @@ from vrm.node.home import Home
 from vrm.node.limits import PeerLimits
 from vrm.node.node import Node
 from vrm.protocol.identity import Identity
+from vrm.protocol.lan import check_realm
 from vrm.storage.sqlite import SqliteStore
 from vrm.testing.transport import MemoryNetwork
 
@@ -42,14 +43,15 @@ class NodeFactory:
     """Starts nodes with ``await factory("alice", "person")``; ``close`` stops them all.
 
     ``network``: deliver through a ``MemoryNetwork`` instead of HTTP. ``realm``: the
-    mDNS realm of every node made here (mDNS is on unless ``mdns=False``).
+    mDNS realm of every node made here (random by default; ``""`` is the LAN's ordinary
+    realm). mDNS is on unless ``mdns=False``.
     """
 
     def __init__(
         self, directory: Path, *, realm: str | None = None, network: MemoryNetwork | None = None
     ) -> None:
         self.directory = directory
-        self.realm = realm or random_realm()
+        self.realm = random_realm() if realm is None else check_realm(realm)
         self.network = network
         self.running: list[Node] = []
         self._homes: dict[Node, Home] = {}
