@@ -41,6 +41,7 @@ from vrm.node.dns import DnsResolver, PublishConfig, publish
 from vrm.protocol.identity import Identity
 from vrm.protocol.relationship import RelState
 from vrm.storage import SqliteStore
+from vrm.testing import random_realm
 
 KNOTD = shutil.which("knotd") or ("/usr/sbin/knotd" if Path("/usr/sbin/knotd").exists() else None)
 ZONE = "example.test"
@@ -215,6 +216,8 @@ async def nodes(tmp_path: Path) -> AsyncIterator[list[Node]]:
 async def start_node(
     made: list[Node], tmp_path: Path, name: str, role: str, **extra: object
 ) -> Node:
+    # mDNS off: these nodes find each other by DNS only, and see no LAN advert.
+    extra = {"mdns": {"enabled": False}, **extra}
     cfg = NodeConfig(name=name, role=role, listen_port=0, admin_port=0, extra=dict(extra))
     node = Node(
         cfg,
@@ -375,9 +378,14 @@ def serve(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
     procs: list[subprocess.Popen[str]] = []
     logs = []
 
+    realm = random_realm()
+
     def start(name: str, role: str) -> Path:
         home = tmp_path / name
-        res = vrm("init", "--name", name, "--role", role, "--listen", "127.0.0.1:0", home=home)
+        res = vrm(
+            "init", "--name", name, "--role", role, "--listen", "127.0.0.1:0",
+            "--admin-port", "0", "--realm", realm, home=home,
+        )  # fmt: skip
         assert res.returncode == 0, res.stderr
         log = (tmp_path / f"{name}.log").open("w")
         logs.append(log)

@@ -153,7 +153,7 @@ class ServeNode:
 
     def _read_ports(self) -> None:
         """Take the ports the node bound from its ready line; pin them for restarts."""
-        info = json.loads(next(x for x in self.stdout_lines if '"ready"' in x))
+        info = json.loads([x for x in self.stdout_lines if '"ready"' in x][-1])
         peer, admin = port_of(info["peer"][0]), port_of(info["admin"])
         if (self.peer_port, self.admin_port) != (peer, admin):
             self.peer_port, self.admin_port = peer, admin

@@ -57,6 +57,8 @@ class Demo:
     #: The demo's own mDNS realm: its nodes and any other nodes on this machine (tests,
     #: another demo, your own) never see one another.
     realm: str = field(default_factory=lambda: f"demo-{os.urandom(6).hex()}")
+    #: ``--keep``: the nodes must outlive the demo, so they do not die with it.
+    keep: bool = False
     nodes: dict[str, DemoNode] = field(default_factory=dict)
     results: list[tuple[str, str]] = field(default_factory=list)
 
@@ -123,7 +125,7 @@ class Demo:
             stderr=subprocess.DEVNULL,
             text=True,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=None if self.keep else _die_with_parent,
         )
         assert node.proc.stdout is not None
         line = node.proc.stdout.readline()
@@ -176,8 +178,9 @@ def _summary(data: Any) -> str:
 def demo(keep: bool) -> None:
     """Run real nodes on loopback and walk through the VRM flows, checking each step."""
     root = Path(tempfile.mkdtemp(prefix="vrm-demo-"))
-    render.console.print(f"Node homes in {root} (removed at the end)")
-    d = Demo(root)
+    d = Demo(root, keep=keep)
+    # Its own realm: other vrm nodes on this machine and the demo never see each other.
+    render.console.print(f"Node homes in {root} (removed at the end), mDNS realm {d.realm}")
     ok = False
     try:
         from vrm.cli.demo_story import run_demo
