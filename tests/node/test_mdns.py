@@ -66,6 +66,18 @@ async def start_node(factory: NodeFactory, name: str, role: str = "person", **md
     return await factory(name, role, extra={"mdns": dict(mdns)})
 
 
+@pytest.fixture(autouse=True)
+async def only_our_own_nodes_are_seen(
+    node_factory: NodeFactory, spoofers: list[Spoofer]
+) -> AsyncIterator[None]:
+    """After each test: no node of the test saw a node it did not start (or spoof)."""
+    yield
+    ours = {n.identity.did for n in node_factory.started} | {s.did for s in spoofers}
+    for node in node_factory.running:
+        strangers = {p["name"] for p in await discovery(node).peers() if p["did"] not in ours}
+        assert not strangers, f"{node.config.name} saw nodes of another test or process"
+
+
 # -- loopback ------------------------------------------------------------------------------
 
 

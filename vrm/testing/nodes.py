@@ -54,6 +54,8 @@ class NodeFactory:
         self.realm = random_realm() if realm is None else check_realm(realm)
         self.network = network
         self.running: list[Node] = []
+        #: every node started here, running or not
+        self.started: list[Node] = []
         self._homes: dict[Node, Home] = {}
         self._retry_base: dict[Node, float] = {}
         self._tokens: dict[Node, str] = {}
@@ -120,6 +122,7 @@ class NodeFactory:
         self._retry_base[node] = retry_base_s
         self._tokens[node] = token
         self.running.append(node)
+        self.started.append(node)
         if self.network is not None:
             self.network.attach(node)
         return node
