@@ -11,25 +11,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-from tests.conftest import ADMIN_TOKEN, TEST_RETRY_BASE_S, connect_nodes, peer_port, wait_until
-from vrm.node import Node, NodeConfig
+from tests.conftest import connect_nodes, wait_until
+from vrm.node import Node
+from vrm.node.config import AcceptPolicy
 from vrm.node.intent_customer import CastRequest
 from vrm.node.intents import IntentsService, intents_of
 from vrm.protocol.identity import Identity
-from vrm.storage import SqliteStore
 from vrm.storage.intents import IntentRecord, OfferRecord
-from vrm.testing import random_realm
+from vrm.testing import NodeFactory
 
 
-class Market:
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.nodes: list[Node] = []
-        #: nodes with ``mdns=True`` see each other, and no node another test started
-        self.realm = random_realm()
+class Market(NodeFactory):
+    """A ``vrm.testing.NodeFactory`` for vendors with categories and offer rules."""
 
     async def node(
         self,
@@ -40,55 +35,26 @@ class Market:
         rules: str | None = None,
         mdns: bool = False,
         clock: Callable[[], float] = time.time,
-        accept: str | None = None,
+        accept: AcceptPolicy | None = None,
         identity: Identity | None = None,
         port: int = 0,
     ) -> Node:
-        home = self.dir / name
-        home.mkdir(parents=True, exist_ok=True)
-        extra: dict[str, Any] = {"mdns": {"enabled": mdns, "realm": self.realm}}
+        extra: dict[str, Any] = {}
         if rules is not None:
-            (home / "offers.toml").write_text(rules)
-            extra["offers"] = {"rules": str(home / "offers.toml")}
-        config = NodeConfig(
-            name=name,
-            role=role,
-            listen_port=port,
-            admin_port=0,
+            path = self.directory / f"{name}-offers.toml"
+            path.write_text(rules)
+            extra["offers"] = {"rules": str(path)}
+        return await self(
+            name,
+            role,
             categories=categories,
-            accept_policy=accept,  # type: ignore[arg-type]
+            mdns=mdns,
+            clock=clock,
+            accept=accept,
+            identity=identity,
+            port=port,
             extra=extra,
         )
-        node = Node(
-            config,
-            identity or Identity.generate(),
-            store=SqliteStore(home / "vrm.db"),
-            admin_token=ADMIN_TOKEN,
-            clock=clock,
-            retry_base_s=TEST_RETRY_BASE_S,
-        )
-        await node.start()
-        self.nodes.append(node)
-        return node
-
-    async def restart(self, node: Node) -> Node:
-        """Stop ``node`` and start it again on its key, database and peer port."""
-        await node.stop()
-        self.nodes.remove(node)
-        cfg = node.config
-        return await self.node(
-            cfg.name,
-            cfg.role,
-            categories=cfg.categories,
-            identity=node.identity,
-            port=peer_port(node),
-            clock=node.clock,
-        )
-
-    async def close(self) -> None:
-        for node in reversed(self.nodes):
-            await node.stop()
-        self.nodes.clear()
 
 
 def svc(node: Node) -> IntentsService:

@@ -458,3 +458,23 @@ def test_two_nodes_in_two_network_namespaces_discover_each_other_and_connect(
                 proc.stdout.close()
         for log in logs:
             log.close()
+
+
+# -- the realm setting ---------------------------------------------------------------------
+
+
+def test_vrm_init_realm_writes_the_mdns_realm_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from vrm.cli.main import cli
+    from vrm.node.home import Home
+    from vrm.node.mdns import MdnsConfig
+
+    home = tmp_path / "lab"
+    args = ["init", "--home", str(home), "--listen", "127.0.0.1:0", "--json"]
+    res = CliRunner().invoke(cli, [*args, "--realm", "Lab-1"])
+    assert res.exit_code == 0, res.output
+    assert MdnsConfig.from_node(Home(home).config()).realm == "lab-1"
+    bad = CliRunner().invoke(cli, [*args[:2], str(tmp_path / "bad"), *args[3:], "--realm", "a b"])
+    assert bad.exit_code != 0 and "realm" in bad.output
+    assert not (tmp_path / "bad").exists()

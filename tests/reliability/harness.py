@@ -3,6 +3,7 @@
 - ``ServeNode``: a node home made with ``vrm init`` and run as ``vrm serve --json`` (a
   real process, so it can be killed with -9 and restarted on the same home and ports).
   It binds port 0; the ports come from its ready line and are then pinned in config.toml.
+  Its mDNS realm is its own unless ``realm`` is given (nothing here finds peers by mDNS).
 - ``Figures``: the numbers a test measured. They are printed at the end of the run and,
   when ``VRM_FIGURES`` names a file, appended to it as JSON lines (docs/reliability.md
   quotes them).
