@@ -20,7 +20,7 @@ def load_commands() -> None:
         data_grants,
         data_portability,
         data_profile,
-        demo,
+        demo_command,
         discovery,
         intents,
         intents_customer,

@@ -17,6 +17,7 @@ from vrm.cli.client import AdminClient
 from vrm.cli.params import HOSTPORT
 from vrm.node.config import NodeConfig
 from vrm.node.home import Home
+from vrm.protocol.lan_advert import check_realm
 
 __all__ = ["init", "serve", "status", "stop"]
 
@@ -53,6 +54,11 @@ __all__ = ["init", "serve", "status", "stop"]
     metavar="VAR",
     help="Encrypt the key with the passphrase in env VAR.",
 )
+@click.option(
+    "--realm",
+    default="",
+    help="mDNS realm: only nodes of the same realm see each other (default: the LAN's).",
+)
 @common
 def init(
     home: Home,
@@ -65,9 +71,11 @@ def init(
     categories: tuple[str, ...],
     accept: str | None,
     passphrase_env: str | None,
+    realm: str,
 ) -> None:
     """Create a node home with a new key, an admin token and config.toml."""
     host, port = listen
+    realm = check_realm(realm)
     if admin_port is None:
         admin_port = port + 1 if port else 0
     cfg = NodeConfig(
@@ -79,6 +87,7 @@ def init(
         public_urls=public_url,
         categories=categories,
         accept_policy=accept,  # type: ignore[arg-type]
+        extra={"mdns": {"realm": realm}} if realm else {},
     )
     passphrase = os.environ.get(passphrase_env) if passphrase_env else None
     if passphrase_env and not passphrase:

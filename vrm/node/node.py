@@ -38,7 +38,7 @@ from vrm.node.outbox import Outbox
 from vrm.node.servers import serve, tls_context
 from vrm.node.statistics import NodeStatistics
 from vrm.node.supervisor import Supervisor
-from vrm.node.transport import Transport
+from vrm.node.transport import PeerTransport, Transport
 from vrm.node.wiring import Wiring
 from vrm.node.work import Works
 from vrm.protocol.framing import MAX_BATCH_BYTES
@@ -74,6 +74,7 @@ class Node:
         features: FeatureSet | None = None,
         limits: PeerLimits | None = None,
         crash: CrashPoints | None = None,
+        transport: PeerTransport | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -87,7 +88,10 @@ class Node:
         self.supervisor = Supervisor(clock=clock, on_error=self._record_error)
         self.events = EventBus()
         self.addresses = Addresses(config)
-        self.transport = Transport(ca_file=config.tls_ca)
+        # Injectable (vrm.testing.MemoryNetwork) like httpcore's network backend.
+        self.transport: PeerTransport = (
+            transport if transport is not None else Transport(ca_file=config.tls_ca)
+        )
         self.book = RelationshipBook(store, my_role=config.role, clock=clock)
         self._build_flows(retry_base_s, limits)
         self.context = self._feature_context()
