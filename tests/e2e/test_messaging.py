@@ -109,7 +109,8 @@ def test_connect_by_invitation_and_exchange_messages_both_ways(vrm_nodes: NodeFa
         assert b["peer_urls"] == [f"http://127.0.0.1:{node.peer_port}"]
         assert b["uptime_s"] > 0 and b["recent_errors"] == []
         states = {c["name"]: c["state"] for c in b["components"]}
-        assert states == {"inbox-committer": "ok", "outbox-committer": "ok", "prune": "ok"}
+        assert {"inbox-committer", "outbox-committer", "prune"} <= set(states)
+        assert set(states.values()) == {"ok"}, states
     shown = alice.vrm("status")
     assert shown.returncode == 0 and "inbox-committer" in shown.stdout, describe(shown)
 
