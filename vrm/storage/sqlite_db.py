@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
@@ -36,18 +36,14 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(out)
 
 
-@contextlib.contextmanager
-def _map_errors() -> Iterator[None]:
-    """The one place sqlite errors become ``StorageError``.
+def _map_errors(exc: sqlite3.Error) -> StorageError:
+    """The one place sqlite errors become ``StorageError`` (raise it ``from exc``).
 
     "database is locked" (SQLITE_BUSY) and "database or disk is full" (SQLITE_FULL)
     stay distinguishable through ``__cause__.sqlite_errorname``; a transient-error
     subclass belongs here when vrm.errors grows one.
     """
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise StorageError(f"database error: {exc}") from exc
+    return StorageError(f"database error: {exc}")
 
 
 class SqliteDatabase:
@@ -91,8 +87,7 @@ class SqliteDatabase:
             return
         try:
             if self._conn is not None:
-                with _map_errors():
-                    await worker.submit(self._close_conn)
+                await self._call(self._close_conn, worker)
         finally:
             worker.stop()  # it ends at once: nothing is left to run
 
@@ -105,12 +100,15 @@ class SqliteDatabase:
     def is_open(self) -> bool:
         return self._worker is not None and self._conn is not None
 
-    async def _call(self, fn: Callable[[], T]) -> T:
-        """One trip to the database thread."""
-        if self._worker is None:
+    async def _call(self, fn: Callable[[], T], worker: Worker | None = None) -> T:
+        """One trip to the database thread (a try block: cheaper than a context manager)."""
+        worker = worker or self._worker
+        if worker is None:
             raise StorageError("store is not open")
-        with _map_errors():
-            return await self._worker.submit(fn)
+        try:
+            return await worker.submit(fn)
+        except sqlite3.Error as exc:
+            raise _map_errors(exc) from exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
