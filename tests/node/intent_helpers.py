@@ -19,8 +19,8 @@ from vrm.node.config import AcceptPolicy
 from vrm.node.features import IntentsFeature
 from vrm.node.features.intents.customer import CastRequest
 from vrm.node.features.intents.service import IntentsService
+from vrm.node.features.intents.store import IntentRecord, OfferRecord
 from vrm.protocol.identity import Identity
-from vrm.storage.intents import IntentRecord, OfferRecord
 from vrm.testing import NodeFactory
 
 

@@ -23,12 +23,12 @@ from vrm.node.features.data.events import (
     ReceiptArrived,
 )
 from vrm.node.features.data.ledger import Ledger
+from vrm.node.features.data.store import DataStore, Grant
 from vrm.node.work import Work
 from vrm.protocol import profile as pf
 from vrm.protocol.agreement import Agreement
 from vrm.protocol.envelope import Opened
 from vrm.protocol.grants import GrantDeleted, GrantRevoke, GrantShare, GrantUpdate
-from vrm.storage.data import DataStore, Grant
 
 __all__ = ["Holder"]
 

@@ -13,13 +13,13 @@ from typing import Any
 
 from vrm.errors import Conflict, InvalidInput, Malformed, Refused
 from vrm.node.context import FeatureContext
+from vrm.node.features.data.store import DataStore, Grant
 from vrm.node.messenger import Outgoing
 from vrm.node.work import Work
 from vrm.protocol.agreement import Agreement, Entry, append_entry, new_entry
 from vrm.protocol.envelope import Opened
 from vrm.protocol.grants import GrantDeleted, GrantRevoke, GrantShare, GrantUpdate
 from vrm.protocol.messages import Body, encode_canonical
-from vrm.storage.data import DataStore, Grant
 
 __all__ = ["Ledger", "values_digest"]
 

@@ -27,6 +27,7 @@ from vrm.node.context import FeatureContext
 from vrm.node.feature import Handler
 from vrm.node.features.data.holder import Holder
 from vrm.node.features.data.ledger import Ledger, values_digest
+from vrm.node.features.data.store import DataStore, FanoutItem, Grant
 from vrm.node.messenger import Outgoing
 from vrm.node.work import Work
 from vrm.protocol import profile as pf
@@ -35,7 +36,6 @@ from vrm.protocol.grants import GrantRevoke, GrantShare, GrantUpdate
 from vrm.protocol.relationship import RelState
 from vrm.protocol.terms import parse_policy
 from vrm.storage.base import Relationship
-from vrm.storage.data import DataStore, FanoutItem, Grant
 
 __all__ = ["DataService", "UpdateResult", "values_digest"]
 

@@ -11,6 +11,7 @@ from datetime import date
 import msgspec
 
 from vrm.errors import Conflict, IntentClosed, InvalidInput, OfferExpired
+from vrm.node.features.intents.store import IntentRecord, OfferRecord
 from vrm.protocol.intents import (
     MAX_INTENT_TTL_S,
     Intent,
@@ -19,7 +20,6 @@ from vrm.protocol.intents import (
     OfferState,
     effective_state,
 )
-from vrm.storage.intents import IntentRecord, OfferRecord
 
 __all__ = ["CastRequest", "Plan", "check_acceptable", "intent_body"]
 

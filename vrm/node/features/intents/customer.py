@@ -25,6 +25,13 @@ from vrm.node.features.intents.cast import CastRequest, Plan, check_acceptable, 
 from vrm.node.features.intents.customer_inbound import CustomerInbound, KeepOrder
 from vrm.node.features.intents.pseudonyms import Pseudonyms
 from vrm.node.features.intents.seen import SeenVendor, VendorSource
+from vrm.node.features.intents.store import (
+    IntentRecord,
+    IntentStore,
+    OfferRecord,
+    Target,
+    order_record,
+)
 from vrm.node.messenger import Outgoing
 from vrm.node.work import Work
 from vrm.protocol.agreement import (
@@ -50,13 +57,6 @@ from vrm.protocol.messages import Body, ConnectRequest
 from vrm.protocol.relationship import RelState
 from vrm.protocol.whoami import Whoami
 from vrm.storage.base import OutboxItem
-from vrm.storage.intents import (
-    IntentRecord,
-    IntentStore,
-    OfferRecord,
-    Target,
-    order_record,
-)
 
 #: Asks each endpoint to prove it holds ``did``'s key; the proven URL and the answer.
 Prove = Callable[[str, Sequence[str]], Awaitable[tuple[Whoami, str]]]

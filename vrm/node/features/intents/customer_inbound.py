@@ -15,6 +15,14 @@ from vrm.errors import BadSignature, Expired, Refused
 from vrm.node.context import FeatureContext
 from vrm.node.feature import Handler
 from vrm.node.features.intents.events import OfferReceived, OrderAgreed
+from vrm.node.features.intents.store import (
+    IntentRecord,
+    IntentStore,
+    OfferRecord,
+    OrderRecord,
+    Target,
+    order_record,
+)
 from vrm.node.work import Work
 from vrm.protocol.agreement import agreement_hash, verify_agreement
 from vrm.protocol.envelope import Opened
@@ -26,14 +34,6 @@ from vrm.protocol.intents import (
     OrderAgreement,
     OrderNotice,
     effective_state,
-)
-from vrm.storage.intents import (
-    IntentRecord,
-    IntentStore,
-    OfferRecord,
-    OrderRecord,
-    Target,
-    order_record,
 )
 
 __all__ = ["CustomerInbound", "KeepOrder"]

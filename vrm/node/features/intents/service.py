@@ -18,6 +18,7 @@ from vrm.node.feature import Handler
 from vrm.node.features.intents.customer import CustomerSide, Prove
 from vrm.node.features.intents.pseudonyms import Pseudonyms
 from vrm.node.features.intents.seen import VendorSource
+from vrm.node.features.intents.store import IntentStore, OrderRecord
 from vrm.node.features.intents.vendor import VendorSide
 from vrm.node.messenger import Outgoing
 from vrm.node.work import Work
@@ -26,7 +27,6 @@ from vrm.protocol.envelope import Opened
 from vrm.protocol.intents import VendorCategories
 from vrm.protocol.relationship import RelState
 from vrm.storage.database import Tx
-from vrm.storage.intents import IntentStore, OrderRecord
 
 __all__ = ["IntentsService", "KeepAgreement"]
 

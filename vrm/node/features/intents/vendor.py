@@ -30,6 +30,13 @@ from vrm.node.feature import Handler
 from vrm.node.features.intents.customer import KeepOrder
 from vrm.node.features.intents.events import IntentClosed as IntentClosedEvent
 from vrm.node.features.intents.events import IntentReceived, OrderAccepted
+from vrm.node.features.intents.store import (
+    IncomingIntent,
+    IntentStore,
+    MadeOffer,
+    OrderRecord,
+    order_record,
+)
 from vrm.node.messenger import Outgoing
 from vrm.node.work import Work
 from vrm.protocol.agreement import Agreement, countersign, sign_agreement
@@ -52,7 +59,6 @@ from vrm.protocol.intents import (
 from vrm.protocol.messages import encode_canonical
 from vrm.protocol.offer_rules import OfferRules, evaluate, parse_rules
 from vrm.storage.base import OutboxItem
-from vrm.storage.intents import IncomingIntent, IntentStore, MadeOffer, OrderRecord, order_record
 
 __all__ = ["OfferDraft", "RulesFile", "VendorSide"]
 
