@@ -251,6 +251,10 @@ class DataService:
 
     async def sweep(self) -> int:
         """Expire grants whose ``until`` passed; the vendor deletes and sends receipts."""
+        # Most wake-ups find nothing due: they skip the unit of work (and its fsync).
+        if not await self.db.due_grants(now=self.now()):
+            await self._purge(None)
+            return 0
         done = 0
         async with self.ctx.unit_of_work() as work:
             for g in await self.db.due_grants(now=self.now()):
@@ -265,9 +269,13 @@ class DataService:
                         tx=work.tx,
                     )
                 done += 1
-            # a share and its revoke in one batch: the share's history row landed after
-            await self.db.purge_messages(ended_since=self.now() - 2 * SWEEP_MAX_SLEEP_S, tx=work.tx)
+            await self._purge(work)
         return done
+
+    async def _purge(self, work: Work | None) -> None:
+        # a share and its revoke in one batch: the share's history row landed after
+        since = self.now() - 2 * SWEEP_MAX_SLEEP_S
+        await self.db.purge_messages(ended_since=since, tx=work.tx if work else None)
 
     async def _sweep_loop(self) -> None:
         while self._sweeping:
