@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import msgspec
@@ -18,11 +18,19 @@ from tests.node.intent_helpers import (
     svc,
     wait_offers,
 )
-from vrm.errors import ConfigError, IntentClosed, IntentExpired, InvalidInput, OfferExpired
+from vrm.errors import (
+    ConfigError,
+    IntentClosed,
+    IntentExpired,
+    InvalidInput,
+    OfferExpired,
+    StorageBusy,
+)
 from vrm.node.messenger import Outgoing
+from vrm.node.work import Work
 from vrm.protocol.agreement import agreement_hash, verify_agreement
 from vrm.protocol.intents import IntentState, Money, Offer, OfferState
-from vrm.storage.base import DeliveryState
+from vrm.storage.base import DeliveryState, OutboxItem
 
 HERTZ = """
 [[rule]]
@@ -396,30 +404,35 @@ async def test_order_agreement_digest_binds_the_signed_offer(market: Market) -> 
         await svc(alice).customer.accept(offer.id, reveal=False)
 
 
-async def test_a_replayed_intent_requeues_an_offer_a_crash_kept_from_the_outbox(
-    market: Market, eventually: Eventually
+async def test_an_intent_and_its_offer_commit_together_or_not_at_all(
+    market: Market, eventually: Eventually, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice = await market.node("alice")
     desk = await market.node("desk", "vendor", categories=("car-rental",), rules=BUDGET)
     await connect_customer(alice, desk)
+    # The vendor's disk fails once, after the intent and its offer were written in the
+    # intent's unit of work but before the offer's envelope was: all of it rolls back.
+    fail = [True]
+    real_queue = Work.queue
+
+    async def flaky_queue(self: Work, items: Sequence[OutboxItem]) -> None:
+        if fail and any(i.type == "offer" for i in items):
+            fail.clear()
+            raise StorageBusy("database busy: disk full (test)")
+        await real_queue(self, items)
+
+    monkeypatch.setattr(Work, "queue", flaky_queue)
     rec, targets = await svc(alice).customer.cast(park_city())
     (offer,) = await wait_offers(alice, rec, 1)
-    sent = await alice.store.get_message(targets[0].message)
-    assert sent is not None and sent.direction == "out"
-    envelope = (await alice.store.outbox_item(sent.id)).envelope  # type: ignore[union-attr]
-    # The crash: the intent and its offer were kept, the outbox row and the inbound
-    # commit were not. The customer's node retries the intent.
-    async with desk.store.transaction() as db:  # type: ignore[attr-defined]
-        await db.execute("DELETE FROM seen WHERE id=?", (sent.id,))
-        await db.execute("DELETE FROM outbox WHERE id=?", (offer.id,))
-        await db.execute("DELETE FROM messages WHERE id=?", (offer.id,))
-    (ack,) = await desk.inbox.receive([envelope])
-    assert ack.ok
-    again = await desk.store.outbox_item(offer.id)
-    assert again is not None
-    assert await desk.outbox.wait_settled(offer.id, 10) is DeliveryState.DELIVERED
-    # Same offer, same id: the customer holds it once.
-    assert [o.id for o in await svc(alice).db.list_offers(rec.id)] == [offer.id]
+    assert not fail, "the fault was injected"
+    # The retried intent made exactly one offer, kept with its envelope.
+    made = await svc(desk).db.made_offers(rec.id, alice.identity.did)
+    assert [m.id for m in made] == [offer.id]
+    assert await desk.store.outbox_item(offer.id) is not None
+    seen = await desk.store.list_messages(
+        peer=alice.identity.did, after_seq=0, limit=100, direction="in"
+    )
+    assert [m.id for m in seen if m.type == "intent"] == [targets[0].message]
 
 
 async def test_anonymous_intent_to_connected_vendors_survives_a_restart(

@@ -123,3 +123,19 @@ async def test_a_cancelled_unit_of_work_rolls_back(store: SqliteStore) -> None:
 async def test_the_connection_lives_on_one_thread(store: SqliteStore) -> None:
     names = {await store.database.run(lambda _: threading.current_thread().name) for _ in range(3)}
     assert len(names) == 1 and next(iter(names)).startswith("vrm-sqlite")
+
+
+async def test_a_unit_cancelled_while_it_begins_leaves_no_transaction(store: SqliteStore) -> None:
+    async def work() -> None:
+        async with store.unit_of_work() as uow:
+            await uow.enqueue([item(1)])
+
+    for _ in range(5):  # cancelled at its first await: the BEGIN is already submitted
+        task = asyncio.ensure_future(work())
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert not await in_transaction(store)
+    await store.enqueue([item(2)])
+    assert await store.outbox_item("out-0002") is not None

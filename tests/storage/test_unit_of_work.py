@@ -17,6 +17,7 @@ from vrm.errors import ConfigError, StorageError
 from vrm.protocol.relationship import RelState
 from vrm.storage import MemoryStore, SqliteStore, Store, require_database
 from vrm.storage.data import DataStore
+from vrm.storage.intents import IntentStore
 
 #: name -> a fresh store on ``tmp_path``; ``True`` if it runs feature SQL
 STORES: dict[str, tuple[Callable[[Path], Store], bool]] = {
@@ -123,6 +124,22 @@ async def test_feature_rows_and_core_rows_share_the_unit(sql_store: Store) -> No
     assert (await data.profile()) == {"email": "a@example.org"}
     assert await data.proffer(BOB, "out") is None
     assert await sql_store.outbox_item("out-2") is None
+
+
+async def test_intent_rows_join_the_unit_too(sql_store: Store) -> None:
+    intents = IntentStore(require_database(sql_store))
+    with pytest.raises(Boom):
+        async with sql_store.unit_of_work() as uow:
+            await intents.set_categories(BOB, ["car-rental"], now=1.0, tx=uow)
+            await uow.enqueue([outbound("out-1", BOB)])
+            raise Boom
+    assert await intents.categories() == {}
+    async with sql_store.unit_of_work() as uow:
+        await intents.set_categories(BOB, ["car-rental"], now=1.0, tx=uow)
+        await intents.set_categories(BOB, ["books"], now=2.0, tx=uow)  # an upsert
+        await uow.enqueue([outbound("out-1", BOB)])
+    assert await intents.categories() == {BOB: ("books",)}
+    assert await sql_store.outbox_item("out-1") is not None
 
 
 async def test_the_unit_reads_its_own_writes(sql_store: Store) -> None:

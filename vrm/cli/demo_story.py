@@ -13,48 +13,9 @@ from typing import Any
 
 from vrm.cli import render
 from vrm.cli.demo import Demo, DemoFailed, DemoNode
+from vrm.cli.demo_config import ALICE_TERMS, BOOKSHOP_TERMS, RENTAL_RULES
 
 __all__ = ["run_demo"]
-
-RENTAL_RULES = {
-    "Park City Rentals": """
-[[rule]]
-name = "winter-suv"
-category = "car-rental"
-want = { drive = ["4wd", "awd"] }
-text = "Jeep Grand Cherokee 4WD"
-terms = ["Unlimited miles", "Snow tyres"]
-expires = "12h"
-price = { base = 25, per_day = "65.50", currency = "USD" }
-""",
-    "Summit Cars": """
-[[rule]]
-name = "suv"
-category = "car-rental"
-want = { drive = "*" }
-text = "Toyota 4Runner 4WD"
-terms = ["Free cancellation"]
-expires = "12h"
-price = { per_day = 68, currency = "USD" }
-""",
-    "Budget Wheels": """
-[[rule]]
-name = "compacts-only"
-category = "car-rental"
-want = { drive = ["4wd", "awd"] }
-decline = "We only rent compact cars."
-""",
-}
-
-ALICE_TERMS = """
-[terms]
-proffer = ["P2B1", "PDC-AI"]
-require = ["PDC-AI"]
-"""
-BOOKSHOP_TERMS = """
-[terms]
-refuse = ["PDC-AI"]
-"""
 
 
 def _step(title: str) -> None:
@@ -159,6 +120,13 @@ def connect_everyone(demo: Demo, n: dict[str, DemoNode], by_mdns: bool) -> None:
 
 
 def share_and_intent(demo: Demo, n: dict[str, DemoNode]) -> str:
+    share_address(demo, n)
+    intent_id = cast_intent(demo, n)
+    accept_cheapest(demo, n, intent_id)
+    return intent_id
+
+
+def share_address(demo: Demo, n: dict[str, DemoNode]) -> None:
     alice, pcr, summit = n["alice"], n["pcr"], n["summit"]
     _step("5. Alice keeps her data and shares her address with two vendors")
     demo.vrm(alice, "profile", "set", "email", "alice@example.org")
@@ -173,6 +141,10 @@ def share_and_intent(demo: Demo, n: dict[str, DemoNode]) -> str:
         )
         demo.check(city == "Springfield", f"{vendor.name} holds Alice's address under the grant")
 
+
+def cast_intent(demo: Demo, n: dict[str, DemoNode]) -> str:
+    """Step 6: Alice casts the intent; two vendors' rules offer, Budget Wheels' decline."""
+    alice = n["alice"]
     _step("6. Alice casts an intent for a 4WD SUV to the three car-rental vendors")
     cast = demo.vrm(
         alice,
@@ -200,7 +172,12 @@ def share_and_intent(demo: Demo, n: dict[str, DemoNode]) -> str:
         # demo, a test run) may also advertise car-rental.
         *[a for v in ("pcr", "summit", "budget") for a in ("--vendor", n[v].name)],
     )
-    intent_id = str(cast["id"])
+    return str(cast["id"])
+
+
+def accept_cheapest(demo: Demo, n: dict[str, DemoNode], intent_id: str) -> None:
+    """Still step 6: compare the offers, accept the cheaper one, verify the order offline."""
+    alice, pcr, summit = n["alice"], n["pcr"], n["summit"]
     offers = _wait("two offers", lambda: _offers(demo, alice, intent_id, 2))
     demo.vrm(alice, "offers", intent_id, "--sort", "price")
     prices = sorted((float(o["price"]["amount"]), o["name"]) for o in offers)
@@ -233,6 +210,10 @@ def share_and_intent(demo: Demo, n: dict[str, DemoNode]) -> str:
         lambda: _incoming_state(demo, pcr, intent_id) == "closed",
     )
     demo.check(bool(closed), "Park City Rentals is told the intent is closed")
+    verify_order(demo, alice, intent_id)
+
+
+def verify_order(demo: Demo, alice: DemoNode, intent_id: str) -> None:
     doc = demo.vrm(alice, "intent", "agreement", intent_id)
     path = demo.root / "order.json"
     path.write_text(json.dumps(doc))
@@ -241,7 +222,6 @@ def share_and_intent(demo: Demo, n: dict[str, DemoNode]) -> str:
         bool(verified.get("ok", verified.get("valid"))),
         "anyone can verify the order agreement offline (vrm verify)",
     )
-    return intent_id
 
 
 def move_and_revoke(demo: Demo, n: dict[str, DemoNode]) -> None:

@@ -276,7 +276,18 @@ def stop(home: Home, as_json: bool) -> None:
 
 def load_commands() -> None:
     """Import the modules that register commands on ``cli`` (kept out of import time)."""
-    from vrm.cli import commands, data, demo, discovery, intents  # noqa: F401
+    from vrm.cli import (  # noqa: F401
+        commands,
+        data_agreements,
+        data_grants,
+        data_portability,
+        data_profile,
+        demo,
+        discovery,
+        intents,
+        intents_customer,
+        intents_vendor,
+    )
 
 
 def main() -> None:

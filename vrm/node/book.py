@@ -49,6 +49,10 @@ class RelationshipBook:
             return rel
         return replace(rel, channel=replace(rel.channel, defaults=defaults))
 
+    def forget(self, did: str) -> None:
+        """Drop ``did`` from the cache (its next read comes from the store)."""
+        self._cache.pop(did, None)
+
     def cached(self, did: str) -> Relationship | None:
         """The relationship if it is in memory (for hot paths that must not await)."""
         return self._cache.get(did)
@@ -60,7 +64,7 @@ class RelationshipBook:
         else:
             await work.tx.put_relationship(rel)
             # Readers in the same transaction see it at once; a rollback forgets it.
-            work.on_rollback(lambda: self._cache.pop(rel.did, None))
+            work.on_rollback(lambda: self.forget(rel.did))
         self._cache[rel.did] = rel
         return rel
 

@@ -18,16 +18,19 @@ from vrm.node.addresses import Addresses
 from vrm.node.config import NodeConfig
 from vrm.node.events import EventBus
 from vrm.node.messenger import Messenger
-from vrm.node.work import Works
+from vrm.node.work import Work, Works
 from vrm.protocol.identity import Identity
 from vrm.protocol.relationship import Event
 from vrm.storage.base import Relationship, Store
 from vrm.storage.database import Database, require_database
 
-__all__ = ["Connector", "FeatureContext", "Relationships", "Spawn"]
+__all__ = ["Connector", "FeatureContext", "Relationships", "Spawn", "Worker"]
 
 #: Run a coroutine under the node's supervisor: a failure is logged and contained.
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
+#: Keep a long-lived loop running: restarted with backoff whenever it raises, shown
+#: in `vrm status` while it fails, stopped with the node.
+Worker = Callable[[str, Callable[[], Coroutine[Any, Any, None]]], None]
 
 
 class Relationships(Protocol):
@@ -41,7 +44,9 @@ class Relationships(Protocol):
 
     def cached(self, did: str) -> Relationship | None: ...
 
-    async def apply(self, did: str, event: Event, **changes: Any) -> Relationship: ...
+    async def apply(
+        self, did: str, event: Event, *, work: Work | None = None, **changes: Any
+    ) -> Relationship: ...
 
 
 class Connector(Protocol):
@@ -74,6 +79,7 @@ class FeatureContext:
     messenger: Messenger
     events: EventBus
     spawn: Spawn
+    worker: Worker
     addresses: Addresses
     #: ``async with ctx.unit_of_work() as work``: one transaction for one operation
     unit_of_work: Works

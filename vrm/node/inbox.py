@@ -297,14 +297,19 @@ class Inbox:
 
     async def _handle(self, opened: Opened, inb: Inbound, handler: Handler) -> bool:
         """Commit the message and the handler's effects together; False for a replay."""
-        # The seen id is written first in the same transaction, so a replayed
-        # connect.request cannot re-open a relationship, and a crash anywhere before
-        # the commit leaves neither the message nor its effects: the sender retries.
+        # Checked first, inside the transaction, so a replayed connect.request cannot
+        # re-open a relationship; a crash anywhere before the commit leaves neither the
+        # message nor its effects, and the sender retries.
         async with self._works() as work:
+            if await self._store.is_seen(inb.id):
+                return False
+            await handler(opened, work)
+            # After the handler, so that the message's bookkeeping (last seen, unread)
+            # lands on the relationship the handler may have just written.
             (fresh,) = await work.tx.commit_inbound([inb])
-            if fresh:
-                await handler(opened, work)
-        return fresh
+            if not fresh:  # another process committed it meanwhile: undo our effects
+                raise Replayed("message id already received")
+        return True
 
     def _refuse(self, exc: VrmError, msg_id: str | None) -> Ack:
         self.stats.refused += 1

@@ -10,21 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import ssl
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
-from ssl import SSLContext
 from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
-from vrm.errors import ConfigError, Conflict, InvalidInput, NodeError, NotFound
+from vrm.errors import Conflict, InvalidInput, NodeError, NotFound
 from vrm.node.addresses import Addresses
 from vrm.node.admin import admin_app
 from vrm.node.book import RelationshipBook
+from vrm.node.channels import change_channel
 from vrm.node.config import NodeConfig
 from vrm.node.connections import Connections
 from vrm.node.context import FeatureContext
@@ -37,14 +35,16 @@ from vrm.node.inbox import Inbox, Persona
 from vrm.node.limits import PeerLimits
 from vrm.node.messenger import Messenger, Outgoing
 from vrm.node.outbox import Outbox
-from vrm.node.supervisor import Component, Supervisor
+from vrm.node.servers import serve, tls_context
+from vrm.node.statistics import NodeStatistics
+from vrm.node.supervisor import Supervisor
 from vrm.node.transport import Transport
 from vrm.node.work import Works
 from vrm.protocol.envelope import Opened
 from vrm.protocol.framing import MAX_BATCH_BYTES
 from vrm.protocol.identity import Identity
 from vrm.protocol.messages import Body, Text
-from vrm.protocol.relationship import CONTROL_TYPES, Event, RelState
+from vrm.protocol.relationship import CONTROL_TYPES, RelState
 from vrm.storage.base import DeliveryState, Inbound, OutboxItem, Relationship, Store
 from vrm.storage.sqlite import SqliteStore
 
@@ -58,29 +58,6 @@ FeatureSet = Callable[[FeatureContext], Sequence[Feature]]
 
 #: How often expired replay ids and invitations are pruned.
 PRUNE_INTERVAL_S = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStatistics:
-    did: str
-    name: str
-    role: str
-    peer_urls: tuple[str, ...]
-    admin_url: str
-    uptime_s: float
-    relationships: int
-    pending_requests: int
-    outbox_depth: int
-    outbox_failed: int
-    messages_in: int
-    messages_out: int
-    delivered: int
-    inbox_requests: int
-    inbox_refused: int
-    store_commits: int
-    recent_errors: tuple[str, ...]
-    #: supervised workers, and any peer lane that is failing now
-    components: tuple[Component, ...] = ()
 
 
 class Node:
@@ -159,6 +136,7 @@ class Node:
             messenger=self.messenger,
             events=self.events,
             spawn=self.spawn,
+            worker=self.supervisor.worker,
             addresses=self.addresses,
             unit_of_work=self.works,
             home_path=home.path if home is not None else None,
@@ -248,21 +226,23 @@ class Node:
         await self._check_identity()
         await self.transport.start()
         self._supervise()
-        self.addresses.peer_port = await self._serve(
+        self.addresses.peer_port = await serve(
             self._peer_app(),
             self.config.listen_host,
             self.config.listen_port,
-            self._tls(),
+            self._runners,
+            tls_context(self.config),
             # aiohttp closes a connection whose request head has not arrived when this
             # runs out (and idle kept-alive ones): the slowloris guard for headers. A
             # body that stops coming is cut by the inbox; linger only briefly after.
             keepalive_timeout=self.inbox.limits.header_timeout_s,
             lingering_time=1.0,
         )
-        self._admin_port = await self._serve(
+        self._admin_port = await serve(
             admin_app(self, self._admin_token, self._admin_routes),
             "127.0.0.1",
             self.config.admin_port,
+            self._runners,
         )
         for feature in self.features:
             await feature.start()
@@ -323,43 +303,6 @@ class Node:
     def spawn(self, coro: Coroutine[Any, Any, None], name: str = "task") -> asyncio.Task[None]:
         """Run ``coro`` under the supervisor: if it raises, that is logged and contained."""
         return self.supervisor.spawn(coro, name=name)
-
-    async def _serve(
-        self,
-        app: web.Application,
-        host: str,
-        port: int,
-        ssl: SSLContext | None = None,
-        **server_kw: Any,
-    ) -> int:
-        # A short shutdown grace: open event streams must not hold `vrm serve` for 60 s.
-        runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=1.0, **server_kw
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise NodeError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-        self._runners.append(runner)
-        server = site._server
-        assert server is not None and hasattr(server, "sockets")
-        return int(server.sockets[0].getsockname()[1])
-
-    def _tls(self) -> SSLContext | None:
-        cert, key = self.config.tls_cert, self.config.tls_key
-        if not cert and not key:
-            return None
-        if not (cert and key):
-            raise ConfigError("set both peer.tls_cert and peer.tls_key, or neither")
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            ctx.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"cannot load TLS certificate {cert}: {exc}") from exc
-        return ctx
 
     def _peer_app(self) -> web.Application:
         # client_max_size backs up the inbox's own Content-Length check.
@@ -471,32 +414,7 @@ class Node:
         return await self.send(peer_ref, Text(text=text), thid=thid)
 
     async def channel(self, peer_ref: str, action: str, arg: str | None = None) -> Relationship:
-        rel = await self.book.resolve(peer_ref)
-        ch = rel.channel
-        if action == "show":
-            return rel
-        if action in ("allow", "deny"):
-            if not arg:
-                raise InvalidInput(f"channel {action} needs a message TYPE")
-            ch = ch.with_allowed(arg) if action == "allow" else ch.with_denied(arg)
-            return await self.book.update(rel, channel=ch)
-        if action in ("pause", "resume"):
-            return await self.book.update(rel, channel=replace(ch, paused=action == "pause"))
-        if action == "rate":
-            if arg is None or not arg.isdigit():
-                raise InvalidInput(
-                    "channel rate needs a number of messages per minute (0 = no limit)"
-                )
-            return await self.book.update(rel, channel=replace(ch, rate_per_min=int(arg)))
-        if action == "block":
-            return await self.book.apply(rel.did, Event.BLOCK)
-        if action == "unblock":
-            return await self.book.apply(rel.did, Event.UNBLOCK)
-        if action == "delete":
-            rel = await self.book.apply(rel.did, Event.DELETE)
-            await self.store.delete_messages(rel.did)
-            return rel
-        raise InvalidInput(f"unknown channel action {action!r}")
+        return await change_channel(self.book, self.store, peer_ref, action, arg)
 
     async def statistics(self) -> NodeStatistics:
         counts = await self.store.counts()

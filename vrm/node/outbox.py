@@ -2,9 +2,9 @@
 
 Each peer with queued messages gets one lane task. A lane sends everything queued
 for its peer in one batch (messages that arrive while a request is in flight go in
-the next), so an unreachable peer only ever delays its own lane. A lane never dies: a failed
-request or store write puts its batch back and retries it with backoff, and the
-lane's health (``outbox:<did>``) is reported while it fails.
+the next), so an unreachable peer only ever delays its own lane. A lane never dies:
+a failed request or store write puts its batch back and retries it with backoff,
+and the lane's health (``outbox:<did>``) is reported while it fails.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Offer rules: a vendor's TOML file that answers intents on its own (docs/vendors.md).
 
 ``parse_rules(text)`` checks the whole file up front; every error names its line
-(the reading lives in ``_rules_parser.py``).
+(the reading lives in ``rules_parser.py``).
 ``evaluate(rules, intent, now=...)`` tries the rules in file order and returns a
 ``Decision``: which rule fired and why, and the offer to send or the decline.
 Pure: the caller reads the file; ``now`` is passed in.
@@ -16,14 +16,14 @@ from typing import Any, Literal
 import msgspec
 
 from vrm.errors import InvalidInput
-from vrm.protocol._rules_parser import (
+from vrm.protocol.intents import Intent, Money, trip_days
+from vrm.protocol.rules_parser import (
     DEFAULT_OFFER_TTL_S,
     OfferRules,
     PriceRule,
     Rule,
     parse_rules,
 )
-from vrm.protocol.intents import Intent, Money, trip_days
 
 __all__ = [
     "DEFAULT_OFFER_TTL_S",

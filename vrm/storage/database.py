@@ -27,6 +27,15 @@ __all__ = [
 #: Positional arguments for the ``?`` placeholders of one statement, in order.
 Args = Sequence[Any]
 
+# What a PostgreSQL backend still has to meet in the feature SQL (data.py, intents*.py):
+# - ``?`` -> ``$n`` through ``qmark_to_numbered`` (asyncpg takes only ``$n``);
+# - ``rowid`` orders insertion in fanout, intent_targets and agreements: its migrations
+#   give those tables an identity column named ``rowid`` (or the SQL moves to a ``seq``);
+# - ``json_extract(CAST(message AS TEXT), '$.body.grant')`` in ``purge_messages``
+#   is ``convert_from(message, 'UTF8')::jsonb #>> '{body,grant}'`` there;
+# - BLOB columns are ``bytea``, REAL ``double precision``, booleans stay 0/1 integers.
+# Upserts are already ``ON CONFLICT``; ``excluded.col`` is spelt the same in both.
+
 
 class Row(Protocol):
     """One result row: by position (``row[0]``) or by column name (``row["id"]``).

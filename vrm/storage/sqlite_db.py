@@ -145,18 +145,19 @@ class SqliteDatabase:
     async def transaction(self) -> AsyncIterator[SqliteTx]:
         """One write transaction (BEGIN IMMEDIATE … COMMIT), serialised with all others."""
         async with self._write_lock:
-            await self._call(lambda: self._connection().execute("BEGIN IMMEDIATE"))
+            conn = self._connection()
             tx = SqliteTx(self)
             try:
+                await self._call(lambda: conn.execute("BEGIN IMMEDIATE"))
                 yield tx
             except BaseException:
-                # Submitted at once even if this task is being cancelled, so it runs
-                # before any later BEGIN on the single worker.
-                await self._call(_rollback(self._connection()))
+                # Also after a cancelled BEGIN or statement: the worker runs jobs in
+                # order, so this runs after them and before any later BEGIN.
+                await self._call(_rollback(conn))
                 raise
             finally:
                 tx.closed = True
-            await self._call(_commit(self._connection()))
+            await self._call(_commit(conn))
 
     async def fetch_all(self, sql: str, args: Args = ()) -> list[Row]:
         return await self._call(lambda: _fetch_all(self._connection(), sql, args))
@@ -208,7 +209,14 @@ def _rollback(conn: sqlite3.Connection) -> Callable[[], None]:
 
 def _commit(conn: sqlite3.Connection) -> Callable[[], None]:
     def commit() -> None:
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT (busy, disk full) leaves the transaction open: end it, so
+            # the next BEGIN on this connection does not fail too.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     return commit
 

@@ -24,6 +24,7 @@ from vrm.node.features.discovery.feature import DiscoveryFeature
 from vrm.node.features.intents.feature import IntentsFeature
 from vrm.node.features.intents.seen import lan_vendors
 from vrm.protocol.agreement import Agreement
+from vrm.storage.database import Tx
 
 __all__ = ["DataFeature", "DiscoveryFeature", "IntentsFeature", "default_features"]
 
@@ -33,8 +34,8 @@ def default_features(ctx: FeatureContext) -> Sequence[Feature]:
     data = DataFeature(ctx)
     store = data.service.db
 
-    async def keep_agreement(agreement: Agreement, peer: str) -> None:
-        await store.put_agreement(agreement, peer, now=ctx.now())
+    async def keep_agreement(agreement: Agreement, peer: str, tx: Tx) -> None:
+        await store.put_agreement(agreement, peer, now=ctx.now(), tx=tx)
 
     intents = IntentsFeature(
         ctx,

@@ -28,6 +28,7 @@ from vrm.errors import (
 from vrm.node.context import FeatureContext
 from vrm.node.feature import Handler
 from vrm.node.messenger import Outgoing
+from vrm.node.work import Work
 from vrm.protocol import profile as pf
 from vrm.protocol.agreement import Agreement, Entry, append_entry, new_entry
 from vrm.protocol.envelope import Opened
@@ -69,8 +70,6 @@ class DataService:
         self.ctx = ctx
         self.db = DataStore(ctx.database())
         self.policy, self.catalogue = parse_policy(ctx.config.extra.get("terms", {}))
-        #: agreements are read, extended and written back; one writer at a time
-        self.lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._sweeping = False
 
@@ -95,7 +94,7 @@ class DataService:
         # A restored node at a new address is announced by the discovery service's
         # EndpointTracker (the archive carries its "endpoints.announced" meta).
         self._sweeping = True
-        self.ctx.spawn(self._sweep_loop(), "data.expiry_sweep")
+        self.ctx.worker("data.expiry-sweep", self._sweep_loop)
 
     async def stop(self) -> None:
         self._sweeping = False
@@ -136,15 +135,19 @@ class DataService:
 
     async def _change(self, path: str, value: Any) -> UpdateResult:
         field, _ = pf.check_path(path)
-        async with self.lock:
+        # One transaction: the new value, every holder's log entry and every
+        # grant.update commit together, or none does (a crash leaves the old value).
+        async with self.ctx.unit_of_work() as work:
             profile = pf.apply(await self.db.profile(), path, value)
-            await self.db.put_profile_field(field, profile.get(field), now=self.now())
+            await self.db.put_profile_field(field, profile.get(field), now=self.now(), tx=work.tx)
             update_id = os.urandom(16).hex()
-            sent = await self._fan_out(update_id, path, profile)
-        self._wake.set()
+            sent = await self._fan_out(update_id, path, profile, work)
+            work.after_commit(self._wake.set)
         return UpdateResult(update_id, path, profile, sent)
 
-    async def _fan_out(self, update_id: str, path: str, profile: Mapping[str, Any]) -> int:
+    async def _fan_out(
+        self, update_id: str, path: str, profile: Mapping[str, Any], work: Work
+    ) -> int:
         grants = [g for g in await self.db.grants(direction="out") if pf.affected(path, g.paths)]
         now = self.now()
         docs = await self.db.agreements_by_id(g.agreement for g in grants if g.agreement)
@@ -168,8 +171,9 @@ class DataService:
             events=events,
             agreements=[(a, peers[a.id]) for a in changed.values()],
             fanout=fanout,
+            tx=work.tx,
         )
-        await self.ctx.messenger.submit(outs)
+        await work.queue(outs)
         return len(outs)
 
     async def share(
@@ -185,7 +189,7 @@ class DataService:
         paths = sorted(set(paths))
         if not paths:
             raise InvalidInput("name at least one field to share")
-        async with self.lock:
+        async with self.ctx.unit_of_work() as work:
             profile = await self.db.profile()
             values = {}
             for p in paths:
@@ -222,12 +226,13 @@ class DataService:
                 agreement=grant.agreement,
                 entry=entry,
             )
-            await self._commit_and_send(grant, "share", paths, purpose, agreement, body)
-        self._wake.set()
+            await self._commit_and_send(work, grant, "share", paths, purpose, agreement, body)
+            work.after_commit(self._wake.set)
         return grant
 
     async def _commit_and_send(
         self,
+        work: Work,
         grant: Grant,
         kind: str,
         paths: Sequence[str],
@@ -242,8 +247,9 @@ class DataService:
             events=[(grant.id, kind, paths, detail, None)],
             agreements=[(agreement, grant.peer)] if agreement else [],
             drop_values=drop,
+            tx=work.tx,
         )
-        await self.ctx.messenger.send(Outgoing(grant.peer, body))
+        await work.send(Outgoing(grant.peer, body))
 
     async def revoke(
         self, *, grant_id: str | None, peer_ref: str | None, paths: Sequence[str]
@@ -262,16 +268,17 @@ class DataService:
         else:
             raise InvalidInput("name a GRANT or --with PEER")
         done = []
-        async with self.lock:
+        # Every grant's new state, log entry and grant.revoke in one transaction.
+        async with self.ctx.unit_of_work() as work:
             for g in targets:
                 gone = [p for p in g.paths if not paths or p in paths]
                 if gone:
-                    done.append(await self._revoke_one(g, gone))
+                    done.append(await self._revoke_one(g, gone, work))
         if not done:
             raise NotFound("no active grant holds those fields")
         return done
 
-    async def _revoke_one(self, g: Grant, gone: list[str]) -> Grant:
+    async def _revoke_one(self, g: Grant, gone: list[str], work: Work) -> Grant:
         left = tuple(p for p in g.paths if p not in gone)
         now = self.now()
         updated = replace(g, paths=left or g.paths)
@@ -280,7 +287,7 @@ class DataService:
         data = {"grant": g.id, "paths": gone}
         agreement, entry = self._entry(await self._agreement_for(g), "grant.revoke", data)
         body = GrantRevoke(grant=g.id, paths=gone, agreement=g.agreement, entry=entry)
-        await self._commit_and_send(updated, "revoke", gone, "", agreement, body)
+        await self._commit_and_send(work, updated, "revoke", gone, "", agreement, body)
         return updated
 
     # -- inbound grant events ---------------------------------------------------------------
@@ -321,36 +328,36 @@ class DataService:
         except InvalidInput as exc:
             raise Malformed(f"shared value refused: {exc.message}") from exc
 
-    async def _on_share(self, opened: Opened) -> None:
+    async def _on_share(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, GrantShare)
         values = self._validated(body.values)
-        async with self.lock:
-            if await self.db.grant(body.grant) is not None:
-                return
-            doc, _ = await self._log(opened, body)
-            grant = Grant(
-                id=body.grant,
-                direction="in",
-                peer=opened.sender,
-                paths=tuple(sorted(values)),
-                purpose=body.purpose,
-                until=body.until,
-                created=self.now(),
-                state="active",
-                agreement=body.agreement,
-            )
-            await self.db.write(
-                now=self.now(),
-                grants=[grant],
-                events=[(grant.id, "share", grant.paths, body.purpose, None)],
-                agreements=[(doc, opened.sender)] if doc else [],
-                put_values=[
-                    (grant.id, opened.sender, p, v) for p, v in values.items() if v is not None
-                ],
-            )
-        self._wake.set()
-        self._publish("customer.shared", opened.sender, grant.id, list(grant.paths))
+        if await self.db.grant(body.grant) is not None:
+            return
+        doc, _ = await self._log(opened, body)
+        grant = Grant(
+            id=body.grant,
+            direction="in",
+            peer=opened.sender,
+            paths=tuple(sorted(values)),
+            purpose=body.purpose,
+            until=body.until,
+            created=self.now(),
+            state="active",
+            agreement=body.agreement,
+        )
+        await self.db.write(
+            now=self.now(),
+            grants=[grant],
+            events=[(grant.id, "share", grant.paths, body.purpose, None)],
+            agreements=[(doc, opened.sender)] if doc else [],
+            put_values=[
+                (grant.id, opened.sender, p, v) for p, v in values.items() if v is not None
+            ],
+            tx=work.tx,
+        )
+        work.after_commit(self._wake.set)
+        self._publish(work, "customer.shared", opened.sender, grant.id, list(grant.paths))
 
     async def _inbound_grant(self, opened: Opened, grant_id: str) -> Grant:
         g = await self.db.grant(grant_id)
@@ -358,42 +365,41 @@ class DataService:
             raise Refused(f"no grant {grant_id} from the sender")
         return g
 
-    async def _on_update(self, opened: Opened) -> None:
+    async def _on_update(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, GrantUpdate)
         values = self._validated(body.values)
-        async with self.lock:
-            g = await self._inbound_grant(opened, body.grant)
-            if g.state != "active":
-                return  # revoked or expired here: the value must not come back
-            stray = set(values) - set(g.paths)
-            if stray:
-                raise Refused(f"grant {g.id} does not cover {', '.join(sorted(stray))}")
-            doc, applied = await self._log(opened, body)
-            if applied:
-                return
-            await self.db.write(
-                now=self.now(),
-                events=[(g.id, "update", sorted(values), "", None)],
-                agreements=[(doc, g.peer)] if doc else [],
-                put_values=[(g.id, g.peer, p, v) for p, v in values.items() if v is not None],
-                drop_values=[(g.id, p) for p, v in values.items() if v is None],
-            )
-        self._publish("customer.updated", g.peer, g.id, sorted(values))
+        g = await self._inbound_grant(opened, body.grant)
+        if g.state != "active":
+            return  # revoked or expired here: the value must not come back
+        stray = set(values) - set(g.paths)
+        if stray:
+            raise Refused(f"grant {g.id} does not cover {', '.join(sorted(stray))}")
+        doc, applied = await self._log(opened, body)
+        if applied:
+            return
+        await self.db.write(
+            now=self.now(),
+            events=[(g.id, "update", sorted(values), "", None)],
+            agreements=[(doc, g.peer)] if doc else [],
+            put_values=[(g.id, g.peer, p, v) for p, v in values.items() if v is not None],
+            drop_values=[(g.id, p) for p, v in values.items() if v is None],
+            tx=work.tx,
+        )
+        self._publish(work, "customer.updated", g.peer, g.id, sorted(values))
 
-    async def _on_revoke(self, opened: Opened) -> None:
+    async def _on_revoke(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, GrantRevoke)
-        async with self.lock:
-            g = await self._inbound_grant(opened, body.grant)
-            doc, applied = await self._log(opened, body)
-            if applied:
-                return
-            gone = [p for p in g.paths if not body.paths or p in body.paths]
-            await self._delete(g, gone, "revoked", doc)
+        g = await self._inbound_grant(opened, body.grant)
+        doc, applied = await self._log(opened, body)
+        if applied:
+            return
+        gone = [p for p in g.paths if not body.paths or p in body.paths]
+        await self._delete(g, gone, "revoked", doc, work)
 
     async def _delete(
-        self, g: Grant, gone: Sequence[str], reason: str, doc: Agreement | None
+        self, g: Grant, gone: Sequence[str], reason: str, doc: Agreement | None, work: Work
     ) -> None:
         """Vendor side: drop values, record it, and send the signed deletion receipt."""
         now = self.now()
@@ -413,63 +419,56 @@ class DataService:
             entry=entry,
         )
         await self._commit_and_send(
-            updated, "deleted", gone, reason, doc, body, drop=[(g.id, p) for p in gone]
+            work, updated, "deleted", gone, reason, doc, body, drop=[(g.id, p) for p in gone]
         )
-        await self.db.purge_messages(grant_id=g.id)
-        self._publish("customer.deleted", g.peer, g.id, list(gone))
+        await self.db.purge_messages(grant_id=g.id, tx=work.tx)
+        self._publish(work, "customer.deleted", g.peer, g.id, list(gone))
 
-    async def _on_deleted(self, opened: Opened) -> None:
+    async def _on_deleted(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, GrantDeleted)
-        async with self.lock:
-            g = await self.db.grant(body.grant)
-            if g is None or g.direction != "out" or g.peer != opened.sender:
-                raise Refused(f"no grant {body.grant} of ours with the sender")
-            doc, applied = await self._log(opened, body)
-            if applied:
-                return
-            done = (
-                g.state == "active" and body.reason == "expired" and set(body.paths) >= set(g.paths)
-            )
-            updated = replace(g, state="expired", ended=self.now()) if done else g
-            await self.db.write(
-                now=self.now(),
-                grants=[updated],
-                events=[
-                    (
-                        g.id,
-                        "deleted",
-                        body.paths,
-                        body.reason,
-                        opened.signature + opened.signed_bytes,
-                    )
-                ],
-                agreements=[(doc, g.peer)] if doc else [],
-            )
-        self._publish("grant.deleted", g.peer, g.id, list(body.paths))
+        g = await self.db.grant(body.grant)
+        if g is None or g.direction != "out" or g.peer != opened.sender:
+            raise Refused(f"no grant {body.grant} of ours with the sender")
+        doc, applied = await self._log(opened, body)
+        if applied:
+            return
+        done = g.state == "active" and body.reason == "expired" and set(body.paths) >= set(g.paths)
+        updated = replace(g, state="expired", ended=self.now()) if done else g
+        receipt = opened.signature + opened.signed_bytes
+        await self.db.write(
+            now=self.now(),
+            grants=[updated],
+            events=[(g.id, "deleted", body.paths, body.reason, receipt)],
+            agreements=[(doc, g.peer)] if doc else [],
+            tx=work.tx,
+        )
+        self._publish(work, "grant.deleted", g.peer, g.id, list(body.paths))
 
-    def _publish(self, event: str, peer: str, grant: str, paths: list[str]) -> None:
-        self.ctx.events.publish({"event": event, "peer": peer, "grant": grant, "paths": paths})
+    def _publish(self, work: Work, event: str, peer: str, grant: str, paths: list[str]) -> None:
+        data = {"event": event, "peer": peer, "grant": grant, "paths": paths}
+        work.after_commit(lambda: self.ctx.events.publish(data))
 
     # -- expiry -----------------------------------------------------------------------------
 
     async def sweep(self) -> int:
         """Expire grants whose ``until`` passed; the vendor deletes and sends receipts."""
         done = 0
-        async with self.lock:
+        async with self.ctx.unit_of_work() as work:
             for g in await self.db.due_grants(now=self.now()):
                 if g.direction == "in":
-                    await self._delete(g, list(g.paths), "expired", None)
+                    await self._delete(g, list(g.paths), "expired", None, work)
                 else:
                     expired = replace(g, state="expired", ended=self.now())
                     await self.db.write(
                         now=self.now(),
                         grants=[expired],
                         events=[(g.id, "expired", g.paths, "", None)],
+                        tx=work.tx,
                     )
                 done += 1
             # a share and its revoke in one batch: the share's history row landed after
-            await self.db.purge_messages(ended_since=self.now() - 2 * SWEEP_MAX_SLEEP_S)
+            await self.db.purge_messages(ended_since=self.now() - 2 * SWEEP_MAX_SLEEP_S, tx=work.tx)
         return done
 
     async def _sweep_loop(self) -> None:

@@ -16,6 +16,7 @@ from vrm.errors import BadSignature, InvalidInput, Refused
 from vrm.node.feature import Handler
 from vrm.node.features.data.service import DataService
 from vrm.node.messenger import Outgoing
+from vrm.node.work import Work
 from vrm.protocol.agreement import Party, countersign, propose, sign_agreement
 from vrm.protocol.envelope import Opened
 from vrm.protocol.grants import AgreementSign, TermsAccept, TermsProffer, TermsRefuse
@@ -57,10 +58,10 @@ class TermsFlow:
 
     # -- ConnectHook -------------------------------------------------------------------
 
-    async def outgoing_terms(self, did: str, role: str) -> list[TermRef]:
+    async def outgoing_terms(self, did: str, role: str, work: Work) -> list[TermRef]:
         refs = self._proffer() if role == "vendor" else []
         if refs:
-            await self.svc.db.put_proffer(did, "out", refs, now=self.svc.now())
+            await self.svc.db.put_proffer(did, "out", refs, now=self.svc.now(), tx=work.tx)
             old = self._answers.pop(did, None)
             if old is not None and not old.done():
                 old.cancel()
@@ -83,33 +84,36 @@ class TermsFlow:
             raise Refused(f"{rel.name} did not connect: {reason or 'no reason given'}")
         return await self.ctx.relationships.get(rel.did) or rel
 
-    async def refuse_request(self, peer: str, body: ConnectRequest) -> str | None:
+    async def refuse_request(self, peer: str, body: ConnectRequest, work: Work) -> str | None:
         if self._person or body.role != "person" or not body.proffer:
             return None
         decision = decide(body.proffer, self.svc.policy, self.svc.catalogue)
         if decision.required_refused:
             return decision.reason()[:_REASON_CHARS]
-        await self.svc.db.put_proffer(peer, "in", body.proffer, now=self.svc.now())
+        await self.svc.db.put_proffer(peer, "in", body.proffer, now=self.svc.now(), tx=work.tx)
         return None
 
-    async def accepted(self, rel: Relationship) -> None:
+    async def accepted(self, rel: Relationship, work: Work) -> None:
         if not self._person:
             refs = await self.svc.db.proffer(rel.did, "in")
             if refs is not None:
-                await self._offer(rel, refs)
-                await self.svc.db.drop_proffer(rel.did, "in")
+                await self._offer(rel, refs, work)
+                await self.svc.db.drop_proffer(rel.did, "in", tx=work.tx)
         elif rel.role == "vendor" and (refs := self._proffer()):
-            await self.svc.db.put_proffer(rel.did, "out", refs, now=self.svc.now())
-            await self.ctx.messenger.send(Outgoing(rel.did, TermsProffer(terms=refs)))
+            await self.svc.db.put_proffer(rel.did, "out", refs, now=self.svc.now(), tx=work.tx)
+            await work.send(Outgoing(rel.did, TermsProffer(terms=refs)))
 
-    async def answered(self, peer: str, accepted: bool, reason: str) -> None:
+    async def answered(self, peer: str, accepted: bool, reason: str, work: Work) -> None:
+        work.after_commit(lambda: self._answer(peer, accepted, reason))
+
+    def _answer(self, peer: str, accepted: bool, reason: str) -> None:
         fut = self._answers.get(peer)
         if fut is not None and not fut.done():
             fut.set_result((accepted, reason))
 
     # -- vendor side -------------------------------------------------------------------
 
-    async def _offer(self, rel: Relationship, refs: Sequence[TermRef]) -> None:
+    async def _offer(self, rel: Relationship, refs: Sequence[TermRef], work: Work) -> None:
         """Write, sign and send the "terms" agreement for the terms we accept."""
         decision = decide(refs, self.svc.policy, self.svc.catalogue)
         parties = [
@@ -120,11 +124,10 @@ class TermsFlow:
             "terms", parties, decision.content(), now=self.svc.now(), rng=os.urandom
         )
         agreement = sign_agreement(agreement, self.ctx.identity)
-        async with self.svc.lock:
-            await self.svc.db.put_agreement(agreement, rel.did, now=self.svc.now())
-        await self.ctx.messenger.send(Outgoing(rel.did, TermsAccept(agreement=agreement)))
+        await self.svc.db.put_agreement(agreement, rel.did, now=self.svc.now(), tx=work.tx)
+        await work.send(Outgoing(rel.did, TermsAccept(agreement=agreement)))
 
-    async def _on_proffer(self, opened: Opened) -> None:
+    async def _on_proffer(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, TermsProffer)
         rel = await self.ctx.relationships.get(opened.sender)
@@ -135,28 +138,26 @@ class TermsFlow:
             refuse = TermsRefuse(
                 refused=list(decision.required_refused), reason=decision.reason()[:_REASON_CHARS]
             )
-            await self.ctx.messenger.send(Outgoing(rel.did, refuse))
+            await work.send(Outgoing(rel.did, refuse))
         else:
-            await self._offer(rel, body.terms)
+            await self._offer(rel, body.terms, work)
 
-    async def _on_sign(self, opened: Opened) -> None:
+    async def _on_sign(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, AgreementSign)
-        async with self.svc.lock:
-            row = await self.svc.db.agreement(body.agreement)
-            if row is None or row.peer != opened.sender:
-                raise Refused(f"no agreement {body.agreement} with the sender")
-            if body.signature.by != opened.sender:
-                raise Refused("a party countersigns only for itself")
-            done = countersign(row.agreement, body.signature)
-            await self.svc.db.put_agreement(done, opened.sender, now=self.svc.now())
-        self.ctx.events.publish(
-            {"event": "agreement", "id": done.id, "peer": opened.sender, "kind": done.kind}
-        )
+        row = await self.svc.db.agreement(body.agreement)
+        if row is None or row.peer != opened.sender:
+            raise Refused(f"no agreement {body.agreement} with the sender")
+        if body.signature.by != opened.sender:
+            raise Refused("a party countersigns only for itself")
+        done = countersign(row.agreement, body.signature)
+        await self.svc.db.put_agreement(done, opened.sender, now=self.svc.now(), tx=work.tx)
+        event = {"event": "agreement", "id": done.id, "peer": opened.sender, "kind": done.kind}
+        work.after_commit(lambda: self.ctx.events.publish(event))
 
     # -- person side -------------------------------------------------------------------
 
-    async def _on_accept(self, opened: Opened) -> None:
+    async def _on_accept(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, TermsAccept)
         a = body.agreement
@@ -180,25 +181,22 @@ class TermsFlow:
         if problems:
             raise Refused("terms agreement refused: " + "; ".join(problems))
         signed = sign_agreement(a, self.ctx.identity)
-        async with self.svc.lock:
-            await self.svc.db.put_agreement(signed, opened.sender, now=self.svc.now())
+        await self.svc.db.put_agreement(signed, opened.sender, now=self.svc.now(), tx=work.tx)
         (my_sig,) = [s for s in signed.signatures if s.by == self.svc.me]
-        await self.ctx.messenger.send(
-            Outgoing(opened.sender, AgreementSign(agreement=a.id, signature=my_sig))
-        )
-        await self.svc.db.drop_proffer(opened.sender, "out")
-        self.ctx.events.publish(
-            {"event": "agreement", "id": a.id, "peer": opened.sender, "kind": a.kind}
-        )
+        await work.send(Outgoing(opened.sender, AgreementSign(agreement=a.id, signature=my_sig)))
+        await self.svc.db.drop_proffer(opened.sender, "out", tx=work.tx)
+        event = {"event": "agreement", "id": a.id, "peer": opened.sender, "kind": a.kind}
+        work.after_commit(lambda: self.ctx.events.publish(event))
 
-    async def _on_refuse(self, opened: Opened) -> None:
+    async def _on_refuse(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, TermsRefuse)
         rel = await self.ctx.relationships.get(opened.sender)
         if rel is not None and rel.state is RelState.ACTIVE:
-            await self.ctx.relationships.apply(rel.did, Event.RECEIVE_REJECT, request_id=None)
-        await self.answered(opened.sender, False, body.reason)
-        await self.svc.db.drop_proffer(opened.sender, "out")
-        self.ctx.events.publish(
-            {"event": "terms.refused", "peer": opened.sender, "reason": body.reason}
-        )
+            await self.ctx.relationships.apply(
+                rel.did, Event.RECEIVE_REJECT, work=work, request_id=None
+            )
+        await self.answered(opened.sender, False, body.reason, work)
+        await self.svc.db.drop_proffer(opened.sender, "out", tx=work.tx)
+        event = {"event": "terms.refused", "peer": opened.sender, "reason": body.reason}
+        work.after_commit(lambda: self.ctx.events.publish(event))

@@ -28,13 +28,20 @@ from vrm.errors import (
     OfferExpired,
     Refused,
 )
-from vrm.node.committer import GroupCommitter
 from vrm.node.context import FeatureContext
 from vrm.node.feature import Handler
 from vrm.node.features.intents.pseudonyms import Pseudonyms
 from vrm.node.features.intents.seen import SeenVendor, VendorSource
 from vrm.node.messenger import Outgoing
-from vrm.protocol.agreement import Party, agreement_hash, propose, sign_agreement, verify_agreement
+from vrm.node.work import Work
+from vrm.protocol.agreement import (
+    Agreement,
+    Party,
+    agreement_hash,
+    propose,
+    sign_agreement,
+    verify_agreement,
+)
 from vrm.protocol.envelope import Opened
 from vrm.protocol.identity import Identity
 from vrm.protocol.intents import (
@@ -71,8 +78,8 @@ from vrm.storage.intents import (
 
 #: Asks each endpoint to prove it holds ``did``'s key; the proven URL and the answer.
 Prove = Callable[[str, Sequence[str]], Awaitable[tuple[Whoami, str]]]
-#: Files an order agreement with the node's other agreements.
-KeepOrder = Callable[[OrderRecord], Awaitable[None]]
+#: Files an order agreement with the node's other agreements, in the caller's work.
+KeepOrder = Callable[[OrderRecord, Work], Awaitable[None]]
 
 __all__ = ["CastRequest", "CustomerSide", "KeepOrder", "Prove"]
 
@@ -127,8 +134,6 @@ class CustomerSide:
         self._keep_order = keep_order
         self._prove_with = prove
         self._agreed: dict[str, asyncio.Event] = {}
-        #: offers from many vendors arrive at once; they share transactions
-        self.offers_in: GroupCommitter[OfferRecord, bool] = GroupCommitter(self.db.add_offers)
 
     def seen_vendors(self) -> list[SeenVendor]:
         out: dict[str, SeenVendor] = {}
@@ -157,6 +162,7 @@ class CustomerSide:
         persona = None
         if salt is not None:
             persona = self.pseudonyms.add(body.intent, salt, [p.did for p in plans])
+        # Connecting to vendors not yet connected commits on its own, first.
         items, targets = await self._prepare(body, plans, persona)
         rec = IntentRecord(
             id=body.intent,
@@ -167,9 +173,11 @@ class CustomerSide:
             persona=persona.did if persona else None,
             salt=salt,
         )
-        # Stored before anything leaves, so that the fastest offer finds its intent.
-        await self.db.add_intent(rec, targets)
-        await self.ctx.messenger.submit(items)
+        # The intent and every envelope carrying it commit together; nothing leaves
+        # before the commit, so the fastest offer finds its intent.
+        async with self.ctx.unit_of_work() as work:
+            await self.db.add_intent(rec, targets, tx=work.tx)
+            await work.queue(items)
         stored = await self.db.get_intent(body.intent)
         assert stored is not None
         return stored, targets
@@ -303,19 +311,41 @@ class CustomerSide:
     # -- cancel and accept -------------------------------------------------------------------
 
     async def cancel(self, ref: str) -> IntentRecord:
-        rec = await self.db.find_intent(ref)
-        now = self.ctx.now()
-        state = intent_transition(effective_state(rec.state, rec.expires, now), IntentEvent.CANCEL)
-        await self.db.set_intent_state(rec.id, state, now=now, close_offers=True)
-        targets = await self.db.targets(rec.id)
-        notice = IntentClosedNotice(intent=rec.id, reason="cancelled")
-        await self._send([t.vendor for t in targets], rec, notice)
+        async with self.ctx.unit_of_work() as work:
+            rec = await self.db.find_intent(ref)
+            now = self.ctx.now()
+            state = intent_transition(
+                effective_state(rec.state, rec.expires, now), IntentEvent.CANCEL
+            )
+            await self.db.set_intent_state(rec.id, state, now=now, close_offers=True, tx=work.tx)
+            targets = await self.db.targets(rec.id)
+            notice = IntentClosedNotice(intent=rec.id, reason="cancelled")
+            await self._send(work, [t.vendor for t in targets], rec, notice)
         found = await self.db.get_intent(rec.id)
         assert found is not None
         return found
 
     async def accept(self, ref: str, *, reveal: bool, wait_s: float = 0) -> dict[str, Any]:
-        """Accept an offer: sign the order agreement, close the intent, tell the others."""
+        """Accept an offer: sign the order agreement, close the intent, tell the others.
+
+        One transaction: the closed intent, our signed agreement, the accept to the
+        vendor and the notices to the others commit together. A crash before the
+        commit leaves the intent open and acceptable; after it, the outbox delivers.
+        """
+        async with self.ctx.unit_of_work() as work:
+            agreement, rec, offer, others = await self._accept(ref, reveal, work)
+            done = self._agreed.setdefault(agreement.id, asyncio.Event())
+        if wait_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), wait_s)
+        self._agreed.pop(agreement.id, None)
+        stored = await self.db.get_order(agreement.id)
+        assert stored is not None
+        return {"agreement": stored, "intent": rec.id, "offer": offer.id, "closed": others}
+
+    async def _accept(
+        self, ref: str, reveal: bool, work: Work
+    ) -> tuple[Agreement, IntentRecord, OfferRecord, list[str]]:
         offer = await self.db.find_offer(ref)
         rec = await self.db.get_intent(offer.intent)
         if rec is None:
@@ -341,24 +371,18 @@ class CustomerSide:
             rng=os.urandom,
         )
         agreement = sign_agreement(agreement, signer)
-        done = self._agreed.setdefault(agreement.id, asyncio.Event())
         order = order_record(agreement, intent=rec.id, offer=offer.id, peer=offer.vendor, now=now)
-        await self.db.accept(rec.id, offer.id, order)
-        await self._keep_order(order)
+        await self.db.accept(rec.id, offer.id, order, tx=work.tx)
+        await self._keep_order(order, work)
         others = [t.vendor for t in await self.db.targets(rec.id) if t.vendor != offer.vendor]
         await self._send(
+            work,
             [offer.vendor],
             rec,
             OfferAccept(intent=rec.id, offer=offer.id, agreement=agreement),
             then=(others, IntentClosedNotice(intent=rec.id, reason="accepted-elsewhere")),
         )
-        if wait_s > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), wait_s)
-        self._agreed.pop(agreement.id, None)
-        stored = await self.db.get_order(agreement.id)
-        assert stored is not None
-        return {"agreement": stored, "intent": rec.id, "offer": offer.id, "closed": others}
+        return agreement, rec, offer, others
 
     def _signer(self, rec: IntentRecord, reveal: bool) -> Identity:
         if rec.persona is None or reveal:
@@ -373,6 +397,7 @@ class CustomerSide:
 
     async def _send(
         self,
+        work: Work,
         vendors: Sequence[str],
         rec: IntentRecord,
         body: Body,
@@ -382,7 +407,7 @@ class CustomerSide:
         outs = [Outgoing(v, body, thid=rec.id, as_identity=persona) for v in vendors]
         if then is not None:
             outs += [Outgoing(v, then[1], thid=rec.id, as_identity=persona) for v in then[0]]
-        await self.ctx.messenger.send_many(outs)
+        await work.send_many(outs)
 
     # -- inbound ---------------------------------------------------------------------------
 
@@ -395,7 +420,7 @@ class CustomerSide:
             raise Refused(f"no intent {intent_id} was sent to you")
         return rec, target
 
-    async def _on_offer(self, opened: Opened) -> None:
+    async def _on_offer(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, Offer)
         rec, _ = await self._intent_for(opened, body.intent)
@@ -417,25 +442,25 @@ class CustomerSide:
             received=now,
             message=opened.signed_bytes,
         )
-        (fresh,) = await self.offers_in.submit([offer])
+        (fresh,) = await self.db.add_offers([offer], tx=work.tx)
         if fresh:
-            self.ctx.events.publish(
-                {
-                    "event": "offer",
-                    "intent": rec.id,
-                    "offer": offer.id,
-                    "vendor": offer.vendor,
-                    "price": msgspec.to_builtins(body.price),
-                }
-            )
+            event = {
+                "event": "offer",
+                "intent": rec.id,
+                "offer": offer.id,
+                "vendor": offer.vendor,
+                "price": msgspec.to_builtins(body.price),
+            }
+            work.after_commit(lambda: self.ctx.events.publish(event))
 
-    async def _on_decline(self, opened: Opened) -> None:
+    async def _on_decline(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, IntentDecline)
         rec, _ = await self._intent_for(opened, body.intent)
-        await self.db.set_answer(rec.id, opened.sender, f"declined: {body.reason}".rstrip(": "))
+        answer = f"declined: {body.reason}".rstrip(": ")
+        await self.db.set_answer(rec.id, opened.sender, answer, tx=work.tx)
 
-    async def _on_agreement(self, opened: Opened) -> None:
+    async def _on_agreement(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, OrderAgreement)
         rec, _ = await self._intent_for(opened, body.intent)
@@ -451,13 +476,17 @@ class CustomerSide:
         order = order_record(
             body.agreement, intent=rec.id, offer=ours.offer, peer=ours.peer, now=now
         )
-        await self.db.put_order(order)
-        await self._keep_order(order)
-        if (done := self._agreed.get(order.id)) is not None:
-            done.set()
-        self.ctx.events.publish({"event": "order.agreed", "intent": rec.id, "agreement": order.id})
+        await self.db.put_order(order, tx=work.tx)
+        await self._keep_order(order, work)
+        work.after_commit(lambda: self._agreed_now(rec.id, order.id))
 
-    async def _on_notice(self, opened: Opened) -> None:
+    def _agreed_now(self, intent_id: str, agreement_id: str) -> None:
+        if (done := self._agreed.get(agreement_id)) is not None:
+            done.set()
+        event = {"event": "order.agreed", "intent": intent_id, "agreement": agreement_id}
+        self.ctx.events.publish(event)
+
+    async def _on_notice(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, OrderNotice)
         rec, _ = await self._intent_for(opened, body.intent)

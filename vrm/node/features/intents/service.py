@@ -8,10 +8,8 @@ pseudonyms, vendors' categories.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
 from vrm.errors import VrmError
 from vrm.node.context import FeatureContext
@@ -21,10 +19,12 @@ from vrm.node.features.intents.pseudonyms import Pseudonyms
 from vrm.node.features.intents.seen import VendorSource
 from vrm.node.features.intents.vendor import VendorSide
 from vrm.node.messenger import Outgoing
+from vrm.node.work import Work
 from vrm.protocol.agreement import Agreement
 from vrm.protocol.envelope import Opened
 from vrm.protocol.intents import VendorCategories
 from vrm.protocol.relationship import RelState
+from vrm.storage.database import Tx
 from vrm.storage.intents import IntentStore, OrderRecord
 
 __all__ = ["IntentsService", "KeepAgreement"]
@@ -34,8 +34,9 @@ log = logging.getLogger("vrm.intents")
 _META_CATEGORIES = "intents.announced_categories"
 
 
-#: Files an agreement with the node's other agreements (the data feature's store).
-KeepAgreement = Callable[[Agreement, str], Awaitable[None]]
+#: Files an agreement with the node's other agreements (the data feature's store),
+#: inside the caller's transaction.
+KeepAgreement = Callable[[Agreement, str, Tx], Awaitable[None]]
 
 
 class IntentsService:
@@ -64,7 +65,6 @@ class IntentsService:
             prove=prove,
         )
         self.vendor = VendorSide(ctx, self.db, keep_order=self.keep_order)
-        self._tasks: list[asyncio.Task[None]] = []
 
     def now(self) -> float:
         return self.ctx.clock()
@@ -82,33 +82,27 @@ class IntentsService:
         self.vendor.rules.load()
         for intent_id, salt, vendors in await self.db.personas():
             self.pseudonyms.add(intent_id, salt, vendors)
-        self._run(self.customer.offers_in.run(), "intents.offers_in")
         if self.ctx.config.categories:
             await self._announce_changed_categories()
-            self._run(self._announce_on_connect(), "intents.announce_categories")
-
-    def _run(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        self._tasks.append(self.ctx.spawn(coro, name))
+            self.ctx.worker("intents.announce-categories", self._announce_on_connect)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        self._tasks.clear()
+        pass  # its worker stops with the node's supervisor
 
-    async def keep_order(self, order: OrderRecord) -> None:
+    async def keep_order(self, order: OrderRecord, work: Work) -> None:
         """Also list an order agreement with the node's other agreements (data service).
 
         `vrm agreements` and `vrm agreement export` then show it like a terms agreement.
         """
         if self._keep_agreement is not None:
-            await self._keep_agreement(order.agreement, order.peer)
+            await self._keep_agreement(order.agreement, order.peer, work.tx)
 
     # -- vendors and their categories ---------------------------------------------------
 
-    async def _on_categories(self, opened: Opened) -> None:
+    async def _on_categories(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, VendorCategories)
-        await self.db.set_categories(opened.sender, body.categories, now=self.now())
+        await self.db.set_categories(opened.sender, body.categories, now=self.now(), tx=work.tx)
 
     def _categories_body(self) -> VendorCategories:
         return VendorCategories(categories=sorted({c.lower() for c in self.ctx.config.categories}))
@@ -119,8 +113,9 @@ class IntentsService:
         if await self.ctx.store.get_meta(_META_CATEGORIES) == text:
             return
         live = [r.did for r in await self.ctx.relationships.all() if r.state is RelState.ACTIVE]
-        await self.ctx.messenger.send_many([Outgoing(did, body) for did in live])
-        await self.ctx.store.set_meta(_META_CATEGORIES, text)
+        async with self.ctx.unit_of_work() as work:
+            await work.send_many([Outgoing(did, body) for did in live])
+            await work.tx.set_meta(_META_CATEGORIES, text)
 
     async def _announce_on_connect(self) -> None:
         async with self.ctx.events.subscribe() as events:

@@ -29,8 +29,9 @@ from vrm.node.context import FeatureContext
 from vrm.node.feature import Handler
 from vrm.node.features.intents.customer import KeepOrder
 from vrm.node.messenger import Outgoing
+from vrm.node.work import Work
 from vrm.protocol.agreement import Agreement, countersign, sign_agreement
-from vrm.protocol.envelope import Opened, effective_expiry, seal
+from vrm.protocol.envelope import Opened
 from vrm.protocol.intents import (
     ORDER_KIND,
     Intent,
@@ -46,7 +47,7 @@ from vrm.protocol.intents import (
     effective_state,
     order_content,
 )
-from vrm.protocol.messages import decode_body, decode_header, encode_canonical
+from vrm.protocol.messages import encode_canonical
 from vrm.protocol.offer_rules import OfferRules, evaluate, parse_rules
 from vrm.storage.base import OutboxItem
 from vrm.storage.intents import IncomingIntent, IntentStore, MadeOffer, OrderRecord, order_record
@@ -153,7 +154,7 @@ class VendorSide:
 
     # -- incoming intents and offer rules --------------------------------------------------
 
-    async def _on_intent(self, opened: Opened) -> None:
+    async def _on_intent(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, Intent)
         peer, now = opened.sender, self.ctx.now()
@@ -183,34 +184,15 @@ class VendorSide:
             out = self.ctx.messenger.prepare(
                 Outgoing(peer, IntentDecline(intent=inc.id, reason=reason), thid=inc.id)
             )
-        # The intent and the rule's offer are kept together, before the offer leaves,
-        # so that an accept coming straight back finds it. A replay changes nothing.
-        if not await self.db.add_incoming(inc, made):
-            await self._send_unsent(inc)
+        # The intent, the rule's offer and its envelope commit with the inbound intent
+        # itself: an accept coming straight back finds the offer, and a crash before
+        # the commit leaves nothing (the customer's node sends the intent again).
+        if not await self.db.add_incoming(inc, made, tx=work.tx):
             return
         if out is not None:
-            await self.ctx.messenger.submit([out])
-        self.ctx.events.publish({"event": "intent", "intent": body.intent, "peer": peer})
-
-    async def _send_unsent(self, inc: IncomingIntent) -> None:
-        """A replayed intent: queue again a rule's offer a crash kept from the outbox."""
-        for made in await self.db.made_offers(inc.id, inc.peer):
-            if made.state is OfferState.OPEN and await self.ctx.store.outbox_item(made.id) is None:
-                header, _, _ = decode_header(made.message)
-                msg = decode_body(header)
-                now = self.ctx.now()
-                item = OutboxItem(
-                    id=msg.id,
-                    peer=made.peer,
-                    envelope=seal(msg, self.ctx.identity),
-                    created=now,
-                    expires=float(effective_expiry(msg.created, msg.expires)),
-                    next_attempt=now,
-                    message=made.message,
-                    type=msg.type,
-                    thid=msg.thid,
-                )
-                await self.ctx.messenger.submit([item])
+            await work.queue([out])
+        event = {"event": "intent", "intent": body.intent, "peer": peer}
+        work.after_commit(lambda: self.ctx.events.publish(event))
 
     def _prepare_offer(
         self, inc: IncomingIntent, d: OfferDraft, *, rule: str | None
@@ -277,9 +259,11 @@ class VendorSide:
             raise InvalidInput("--expires must be a positive duration")
         draft = OfferDraft(money, text, tuple(terms), int(now + ttl), proffered)
         made, item = self._prepare_offer(inc, draft, rule=None)
-        # Kept before it leaves, so an accept that comes back at once finds it.
-        await self.db.add_made_offer(made)
-        await self.ctx.messenger.submit([item])
+        # Kept with its envelope in one transaction: an accept that comes back at once
+        # finds it, and a crash never leaves an offer that was not sent (or the reverse).
+        async with self.ctx.unit_of_work() as work:
+            await self.db.add_made_offer(made, tx=work.tx)
+            await work.queue([item])
         return made
 
     async def send_notice(self, ref: str, *, kind: str, text: str) -> tuple[IncomingIntent, str]:
@@ -292,12 +276,13 @@ class VendorSide:
             body = msgspec.convert({"intent": inc.id, "kind": kind, "text": text}, OrderNotice)
         except msgspec.ValidationError as exc:
             raise InvalidInput(f"notice invalid: {exc}") from None
-        item = await self.ctx.messenger.send(Outgoing(inc.peer, body, thid=inc.id))
+        async with self.ctx.unit_of_work() as work:
+            item = await work.send(Outgoing(inc.peer, body, thid=inc.id))
         return inc, item.id
 
     # -- the customer's answers ----------------------------------------------------------------
 
-    async def _on_accept(self, opened: Opened) -> None:
+    async def _on_accept(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, OfferAccept)
         made = await self.db.get_made_offer(body.offer)
@@ -318,11 +303,12 @@ class VendorSide:
         agreement = self._check_order(body.agreement, inc, made, opened.sender)
         signed = sign_agreement(agreement, self.ctx.identity)
         order = order_record(signed, intent=inc.id, offer=made.id, peer=made.peer, now=now)
-        await self.db.vendor_accept(made, order)
-        await self._keep_order(order)
+        await self.db.vendor_accept(made, order, tx=work.tx)
+        await self._keep_order(order, work)
         reply = OrderAgreement(intent=inc.id, agreement=signed)
-        await self.ctx.messenger.send(Outgoing(made.peer, reply, thid=inc.id))
-        self.ctx.events.publish({"event": "order.accepted", "intent": inc.id, "offer": made.id})
+        await work.send(Outgoing(made.peer, reply, thid=inc.id))
+        event = {"event": "order.accepted", "intent": inc.id, "offer": made.id}
+        work.after_commit(lambda: self.ctx.events.publish(event))
 
     def _check_order(
         self, agreement: Agreement, inc: IncomingIntent, made: MadeOffer, sender: str
@@ -355,7 +341,7 @@ class VendorSide:
             countersign(unsigned, sig)  # BadSignature if it does not verify
         return agreement
 
-    async def _on_closed(self, opened: Opened) -> None:
+    async def _on_closed(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
         assert isinstance(body, IntentClosedNotice)
         inc = await self.db.get_incoming(body.intent, opened.sender)
@@ -363,8 +349,9 @@ class VendorSide:
             return
         state = IntentState.CANCELLED if body.reason == "cancelled" else IntentState.CLOSED
         if inc.state is not IntentState.CLOSED:
-            await self.db.close_incoming(inc.id, inc.peer, state, now=self.ctx.now())
-        self.ctx.events.publish({"event": "intent.closed", "intent": inc.id, "state": state.value})
+            await self.db.close_incoming(inc.id, inc.peer, state, now=self.ctx.now(), tx=work.tx)
+        event = {"event": "intent.closed", "intent": inc.id, "state": state.value}
+        work.after_commit(lambda: self.ctx.events.publish(event))
 
     async def order(self, intent_id: str) -> OrderRecord | None:
         return await self.db.order_for(intent_id)

@@ -1,6 +1,6 @@
 """Reading an offer-rules file (docs/vendors.md): TOML in, checked ``Rule`` values out.
 
-Internal to ``vrm.protocol.offer_rules``, which re-exports what it needs. Every error
+Used through ``vrm.protocol.offer_rules``, which re-exports what callers need. Every error
 is a ``ConfigError`` that names ``file:line`` (``file:line:column`` for TOML syntax).
 Pure: the caller reads the file.
 """
