@@ -53,7 +53,8 @@ class Reply:
 def call(
     node: ServeNode, method: str, path: str, body: Any = None, timeout: float = 30
 ) -> Reply | None:
-    """An admin API call; None when the connection failed or broke (the node is down or died)."""
+    """An admin API call; None when it was cut off (the node died while it ran: the caller
+    cannot know whether it took effect); ``NodeDown`` when the node was not running."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(node.admin_url + path, data=data, method=method)
     req.add_header("Authorization", f"Bearer {node.token}")
@@ -68,7 +69,11 @@ def call(
             return Reply(exc.code, json.loads(raw))
         except ValueError:
             return Reply(exc.code, raw.decode(errors="replace"))
-    except (urllib.error.URLError, http.client.HTTPException, OSError):
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ConnectionRefusedError):
+            raise NodeDown(f"{node.name} is not running") from exc
+        return None
+    except (http.client.HTTPException, OSError):
         return None
 
 
@@ -186,12 +191,53 @@ def _terms_complete(node: ServeNode, peer: ServeNode) -> bool:
     return any(a["kind"] == "terms" and a["complete"] for a in rows)
 
 
-def crash_round(node: ServeNode, spec: str, action: Callable[[], T], tally: Tally, label: str) -> T:
+class NodeDown(Exception):
+    """The admin port refused the connection: the node was not running at all."""
+
+
+#: (node home, point) -> how often the point is passed while the node starts up
+#: (the expiry sweep runs a unit of work at start), learnt on first use.
+_STARTUP_PASSES: dict[tuple[str, str], int] = {}
+#: How long a freshly started node is watched for a crash point passed at startup.
+CALIBRATE_S = 1.5
+#: How long a started node is left alone before the action, so that the passes at
+#: startup are behind it and the N-th pass is the action's.
+QUIET_S = 0.3
+
+
+def arm(node: ServeNode, spec: str, tally: Tally) -> None:
+    """Start ``node`` with ``VRM_CRASH_AT`` so that it dies at the N-th pass of the point
+    *after* startup (``spec`` is ``point`` or ``point:N``)."""
+    point, _, nth = spec.partition(":")
+    key = (str(node.home), point)
+    known = key in _STARTUP_PASSES
+    passes = _STARTUP_PASSES.get(key, 0)
+    while True:
+        node.start(env={CRASH_ENV: f"{point}:{int(nth or 1) + passes}"})
+        rc = node.wait_exit(QUIET_S if known else CALIBRATE_S)
+        if rc is None:
+            break
+        assert rc == CRASH_EXIT and not known and passes < 3, (
+            f"{node.name} armed with {spec} exited {rc} at startup\n{log_tail(node)}"
+        )
+        passes += 1
+    _STARTUP_PASSES[key] = passes
+    if passes:
+        tally.startup_passes[f"{node.name} {point}"] = passes
+
+
+def crash_round(
+    node: ServeNode, spec: str, action: Callable[[], T | None], tally: Tally, label: str
+) -> T | None:
     """Restart ``node`` armed with crash point ``spec``, run ``action``, wait for the
     crash, restart ``node`` unarmed; return what ``action`` returned."""
     node.stop()
-    node.start(env={CRASH_ENV: spec})
-    result = action()
+    arm(node, spec, tally)
+    try:
+        result = action()
+    except NodeDown:
+        result = None
+        tally.problems.append(f"{label}: {node.name} was dead before the action reached it")
     rc = node.wait_exit(CRASH_WAIT_S)
     if rc is None:
         tally.problems.append(f"{label}: {node.name} never reached crash point {spec}")
@@ -206,9 +252,24 @@ def crash_round(node: ServeNode, spec: str, action: Callable[[], T], tally: Tall
     return result
 
 
+def landed(who: str, spec: str, reply: Reply | None, tally: Tally, label: str) -> None:
+    """A crash at the first commit boundary after startup on the person is in the
+    operation's own unit of work, so the call cannot have been answered."""
+    if who == "person" and spec in ("work.before_commit", "work.after_commit") and reply:
+        tally.problems.append(
+            f"{label}: the call was answered {reply.status}: the crash missed the operation's "
+            "own unit of work"
+        )
+
+
 def settled(nodes: Iterable[ServeNode]) -> bool:
     """Every node's outbox is empty (delivered or failed for good)."""
     return all(get(n, "/api/v1/status")["outbox_depth"] == 0 for n in nodes)
+
+
+def failed(nodes: Iterable[ServeNode]) -> bool:
+    """Some delivery failed for good: waiting longer will not help."""
+    return any(get(n, "/api/v1/status")["outbox_failed"] for n in nodes)
 
 
 def outbox_problems(nodes: Iterable[ServeNode], label: str) -> list[str]:
@@ -291,10 +352,13 @@ class Tally:
     outcomes: dict[str, int] = field(default_factory=dict)
     points: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)
+    startup_passes: dict[str, int] = field(default_factory=dict)
     lost: int = 0
     duplicated: int = 0
 
     def round(self, label: str, outcome: str) -> None:
+        self.history.append(f"{label}: {outcome}")
         self.rounds += 1
         if label not in self.points:
             self.points.append(label)
@@ -307,6 +371,9 @@ class Tally:
         figures.add("outcome of the crashed call", self.outcomes)
         figures.add("lost", self.lost)
         figures.add("duplicated", self.duplicated)
+        figures.add(
+            "crash points passed at startup (skipped by VRM_CRASH_AT=point:N)", self.startup_passes
+        )
         figures.add("broken invariants", len(self.problems))
         figures.add("whole run", elapsed, "s")
 
@@ -314,4 +381,8 @@ class Tally:
         """Fail the test with every broken invariant, one per paragraph."""
         if self.problems:
             text = "\n".join(self.problems)
-            pytest.fail(f"{len(self.problems)} broken invariants:\n{text}", pytrace=False)
+            rounds = "\n".join(self.history)
+            pytest.fail(
+                f"{len(self.problems)} broken invariants:\n{text}\n\nrounds:\n{rounds}",
+                pytrace=False,
+            )

@@ -31,7 +31,9 @@ from tests.reliability.crashkit import (
     Tally,
     call,
     crash_round,
+    failed,
     get,
+    landed,
     log_problems,
     log_tail,
     make_cluster,
@@ -115,6 +117,7 @@ def revoke_round(cluster: Cluster, kept: str, who: str, spec: str, n: int, tally
         tally,
         label,
     )
+    landed(who, spec, reply, tally, label)
     confirmed = reply is not None and reply.ok
     state = grant_of(person, gid, "out")["state"]
     if confirmed and state != "revoked":
@@ -135,16 +138,16 @@ def revoke_round(cluster: Cluster, kept: str, who: str, spec: str, n: int, tally
     else:
         tally.round(f"{who} {spec}", "confirmed" if confirmed else "cut off, committed")
 
-    def done() -> bool:
+    def revoked() -> bool:
         return (
-            settled(cluster.nodes)
-            and not held_under(vendor, person, gid)
+            not held_under(vendor, person, gid)
             and grant_of(vendor, gid, "in")["state"] == "revoked"
             and grant_of(person, gid, "out")["state"] == "revoked"
             and bool(grant_of(person, gid, "out")["receipts"])
         )
 
-    if not poll(done, SETTLE_S, interval=0.2):
+    poll(lambda: settled(cluster.nodes) and (revoked() or failed(cluster.nodes)), SETTLE_S)
+    if not revoked():
         mine, theirs = grant_of(person, gid, "out"), grant_of(vendor, gid, "in")
         tally.problems.append(
             f"{label}: the revoke did not take effect everywhere: the person's grant is "
@@ -222,6 +225,7 @@ def accept_round(cluster: Cluster, who: str, spec: str, n: int, tally: Tally) ->
         tally,
         label,
     )
+    landed(who, spec, reply, tally, label)
     confirmed = reply is not None and reply.ok
     state = get(person, f"/api/v1/intents/{iid}")["state"]
     if confirmed and state != "closed":
@@ -244,18 +248,18 @@ def accept_round(cluster: Cluster, who: str, spec: str, n: int, tally: Tally) ->
     else:
         tally.problems.append(f"{label}: the intent is {state} at the customer")
 
-    def done() -> bool:
+    def completed() -> bool:
         mine, theirs = order(person, iid), order(winner, iid)
         return bool(
-            settled(cluster.nodes)
-            and mine
+            mine
             and theirs
             and mine["complete"]
             and theirs["complete"]
             and get(other, f"/api/v1/intents/{iid}")["state"] == "closed"
         )
 
-    if not poll(done, SETTLE_S, interval=0.2):
+    poll(lambda: settled(cluster.nodes) and (completed() or failed(cluster.nodes)), SETTLE_S)
+    if not completed():
         tally.problems.append(
             f"{label}: the accept did not complete on both sides: the customer's intent is "
             f"{get(person, f'/api/v1/intents/{iid}')['state']}, its order {_brief(order(person, iid))}; "

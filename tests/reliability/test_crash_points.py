@@ -30,11 +30,14 @@ import pytest
 from tests.reliability.crashkit import (
     SETTLE_S,
     Cluster,
+    NodeDown,
     Reply,
     Tally,
     call,
     crash_round,
+    failed,
     get,
+    landed,
     log_problems,
     log_tail,
     make_cluster,
@@ -99,18 +102,15 @@ def converge(email: Email, label: str) -> list[str]:
     invariants: no failed delivery, identical logs."""
     cluster, person = email.cluster, email.cluster.person
 
-    def done() -> bool:
-        return settled(cluster.nodes) and all(
-            held(v, person) == email.value for v in cluster.vendors
-        )
+    def everywhere() -> bool:
+        return all(held(v, person) == email.value for v in cluster.vendors)
 
-    problems = []
-    if not poll(done, SETTLE_S, interval=0.2):
-        for v in cluster.vendors:
-            if (has := held(v, person)) != email.value:
-                problems.append(
-                    f"{label}: {v.name} holds {has!r}, not the person's {email.value!r}\n{log_tail(v)}"
-                )
+    poll(lambda: settled(cluster.nodes) and (everywhere() or failed(cluster.nodes)), SETTLE_S)
+    problems = [
+        f"{label}: {v.name} holds {has!r}, not the person's {email.value!r}\n{log_tail(v)}"
+        for v in cluster.vendors
+        if (has := held(v, person)) != email.value
+    ]
     problems += outbox_problems(cluster.nodes, label)
     for v in cluster.vendors:
         problems += log_problems(person, v, email.grants[v.name]["agreement"], label)
@@ -144,6 +144,7 @@ def update_round(email: Email, who: str, spec: str, n: int, tally: Tally) -> Non
     node = email.cluster.node(who)
     before, value = email.value, f"round{n}@example.org"
     reply = crash_round(node, spec, lambda: email.set(value), tally, label)
+    landed(who, spec, reply, tally, label)
     confirmed = reply is not None and reply.ok
     if reply is not None and not reply.ok:
         tally.problems.append(f"{label}: the update was refused: {reply}")
@@ -252,7 +253,10 @@ def test_kill_9_at_random_moments_while_updates_stream_to_the_vendors(
             i = 0
             while not stop.is_set():
                 value = f"k{k}-{i}@example.org"
-                reply = email.set(value)
+                try:
+                    reply = email.set(value)
+                except NodeDown:
+                    return  # refused: never reached the node
                 results.append((value, reply))
                 if reply is None:
                     return
