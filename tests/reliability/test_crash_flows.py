@@ -236,6 +236,9 @@ def accept_round(cluster: Cluster, who: str, spec: str, n: int, tally: Tally) ->
         poll(lambda: settled(cluster.nodes), SETTLE_S)
         if order(winner, iid) is not None or order(person, iid) is not None:
             tally.problems.append(f"{label}: the intent is open, yet an order agreement exists")
+        offers = get(person, f"/api/v1/intents/offers?intent={iid}")
+        if [o["state"] for o in offers] != ["open", "open"]:
+            tally.problems.append(f"{label}: the intent is open, its offers are {offers}")
         if get(other, f"/api/v1/intents/{iid}")["state"] != "open":
             tally.problems.append(
                 f"{label}: the intent is open, yet {other.name} was told it closed"
