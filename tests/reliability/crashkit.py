@@ -213,8 +213,13 @@ def arm(node: ServeNode, spec: str, tally: Tally) -> None:
     known = key in _STARTUP_PASSES
     passes = _STARTUP_PASSES.get(key, 0)
     while True:
-        node.start(env={CRASH_ENV: f"{point}:{int(nth or 1) + passes}"})
-        rc = node.wait_exit(QUIET_S if known else CALIBRATE_S)
+        try:
+            node.start(env={CRASH_ENV: f"{point}:{int(nth or 1) + passes}"})
+            rc = node.wait_exit(QUIET_S if known else CALIBRATE_S)
+        except pytest.fail.Exception:  # died before its ready line was read
+            rc = node.wait_exit(5)
+            if rc != CRASH_EXIT:
+                raise
         if rc is None:
             break
         assert rc == CRASH_EXIT and not known and passes < 3, (
