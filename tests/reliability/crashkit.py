@@ -1,11 +1,15 @@
 """Helpers of the crash-point tests (tests/reliability/test_crash_*.py).
 
 - ``call``: one admin API request that tells a refusal (``Reply`` with its status) from
-  a request cut off by the process dying (``None``: the caller cannot know if it took).
+  a request cut off by the process dying (``None``: the caller cannot know if it took)
+  and from a node that was not running (``NodeDown``).
 - ``Cluster``: a person and vendors as ``vrm serve`` processes (``ServeNode``), mDNS
   off, connected by invitation with their terms agreements signed on both sides.
 - ``crash_round``: restart a node with ``VRM_CRASH_AT``, run an action, wait for the
-  crash (exit 137), restart it plain.
+  crash (exit 137), restart it plain. ``arm`` first learns how often the node passes
+  the point while it starts up (the expiry sweep's unit of work) and arms ``point:N+k``,
+  so that the crash lands in the operation under test.
+- ``landed``: a person-side crash at a commit boundary must have cut the call off.
 - ``log_problems``: both copies of an agreement's log, compared author by author.
 - ``Tally``: rounds, outcomes and every broken invariant, named by its round.
 
