@@ -115,7 +115,7 @@ async def one_round(person: Node, vendors: list[Node], n: int) -> tuple[float, f
             ready.set()
             while True:
                 event = await q.get()
-                if event.get("event") == "customer.updated":
+                if event.event == "customer.updated":
                     committed += 1
                     if committed == len(vendors):
                         done.set()

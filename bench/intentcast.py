@@ -128,7 +128,7 @@ async def cast_once(person: Node, session: aiohttp.ClientSession, n: int) -> dic
         got = 0
         first = 0.0
         while got < n:
-            event = await asyncio.wait_for(events.get(), 120)
+            event = (await asyncio.wait_for(events.get(), 120)).as_json()
             if event.get("event") == "offer" and event.get("intent") == cast["id"]:
                 got += 1
                 if got == 1:

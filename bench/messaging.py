@@ -32,7 +32,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,12 +63,6 @@ console = Console(width=None if sys.stdout.isatty() else 130)
 
 
 # -- processes -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_ticks(pid: int) -> int:
@@ -156,9 +149,9 @@ class Cluster:
             "--role",
             role,
             "--listen",
-            f"127.0.0.1:{free_port()}",
+            "127.0.0.1:0",  # port 0: the node binds free ports and reports them when ready
             "--admin-port",
-            str(free_port()),
+            "0",
         )
         node.did = init["did"]
         node.token = (node.home / "admin.token").read_text().strip()

@@ -1,8 +1,10 @@
-"""Shared fixtures: real ``Node`` objects on 127.0.0.1, each with its own SQLite file.
+"""Shared fixtures: real ``Node`` objects on 127.0.0.1, each in its own home.
 
-- ``node_factory``: starts nodes (peer and admin ports 0 unless told, fast outbox
-  retries) and stops every node it started at teardown. ``restart(node)`` brings a
-  node back on the same key, database and peer port, as a process restart would.
+- ``node_factory``: ``vrm.testing.NodeFactory``. It starts nodes (peer and admin ports
+  0, read back once bound; fast outbox retries; one random mDNS realm per test, so a
+  test never sees a node it did not start) and stops every node it started at
+  teardown. ``restart(node)`` brings a node back on the same key, home and peer port,
+  as a process restart would.
 - ``connect``: forms an active relationship between two running nodes by invitation.
 - ``eventually``: polls an async condition until it holds (or fails the test).
 
@@ -15,44 +17,29 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
 from vrm.errors import Conflict
-from vrm.node import Node, NodeConfig
-from vrm.node.config import AcceptPolicy
+from vrm.node import Node
 from vrm.node.features import DataFeature
-from vrm.node.node import FeatureSet
-from vrm.protocol.identity import Identity
 from vrm.protocol.relationship import RelState
-from vrm.storage import Relationship, SqliteStore
+from vrm.storage import Relationship
+from vrm.testing import ADMIN_TOKEN, NodeFactory, open_nodes
+from vrm.testing.nodes import RETRY_BASE_S as TEST_RETRY_BASE_S
 
-#: Outbox retry base for tests: a peer that comes back is retried within tenths of a second.
-TEST_RETRY_BASE_S = 0.05
-#: The admin bearer token of every node the factory makes.
-ADMIN_TOKEN = "test-admin-token-0123456789"
+__all__ = ["ADMIN_TOKEN", "TEST_RETRY_BASE_S", "NodeFactory", "peer_port", "wait_until"]
 
 Condition = Callable[[], Awaitable[bool]]
 Eventually = Callable[..., Awaitable[None]]
 Connect = Callable[[Node, Node], Awaitable[tuple[Relationship, Relationship]]]
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (for a node started later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def peer_port(node: Node) -> int:
-    """The port of ``node``'s peer endpoint."""
-    port = urlsplit(node.endpoints()[0]).port
-    assert port is not None
-    return port
+    """The port ``node``'s peer endpoint is bound to."""
+    return node.peer_port
 
 
 async def wait_until(
@@ -64,82 +51,6 @@ async def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.01)
-
-
-class NodeFactory:
-    """Makes started nodes in one test's ``tmp_path`` and stops them all at the end."""
-
-    def __init__(self, directory: Path) -> None:
-        self._dir = directory
-        self._count = 0
-        self._specs: dict[Node, tuple[Path, float]] = {}
-        self.running: list[Node] = []
-
-    async def __call__(
-        self,
-        name: str = "alice",
-        role: str = "person",
-        *,
-        accept: AcceptPolicy | None = None,
-        port: int = 0,
-        identity: Identity | None = None,
-        clock: Callable[[], float] = time.time,
-        retry_base_s: float = TEST_RETRY_BASE_S,
-        features: FeatureSet | None = None,
-    ) -> Node:
-        """Start a node named ``name`` with ``role`` and accept policy ``accept``."""
-        self._count += 1
-        config = NodeConfig(
-            name=name,
-            role=role,
-            listen_port=port,
-            admin_port=0,
-            accept_policy=accept,
-        )
-        db = self._dir / f"{self._count:02d}-{name}.db"
-        node = Node(
-            config,
-            identity or Identity.generate(),
-            store=SqliteStore(db),
-            admin_token=ADMIN_TOKEN,
-            clock=clock,
-            retry_base_s=retry_base_s,
-            features=features,
-        )
-        await self._start(node, db, retry_base_s)
-        return node
-
-    async def _start(self, node: Node, db: Path, retry_base_s: float) -> None:
-        await node.start()
-        self._specs[node] = (db, retry_base_s)
-        self.running.append(node)
-
-    async def stop(self, node: Node) -> None:
-        """Stop ``node`` cleanly (its database stays for ``restart``)."""
-        if node in self.running:
-            self.running.remove(node)
-            await node.stop()
-
-    async def restart(self, node: Node, *, port: int | None = None) -> Node:
-        """Stop ``node`` if it runs; start a new one on its key, database and peer port."""
-        port = peer_port(node) if port is None else port
-        await self.stop(node)
-        db, retry_base_s = self._specs[node]
-        again = Node(
-            replace(node.config, listen_port=port),
-            node.identity,
-            store=SqliteStore(db),
-            admin_token=ADMIN_TOKEN,
-            clock=node.clock,
-            retry_base_s=retry_base_s,
-        )
-        await self._start(again, db, retry_base_s)
-        return again
-
-    async def close(self) -> None:
-        for node in reversed(self.running):
-            await node.stop()
-        self.running.clear()
 
 
 async def connect_nodes(a: Node, b: Node) -> tuple[Relationship, Relationship]:
@@ -189,11 +100,20 @@ async def terms_settled(a: Node, b: Node) -> bool:
 @pytest.fixture
 async def node_factory(tmp_path: Path) -> AsyncIterator[NodeFactory]:
     """Start nodes with ``await node_factory("alice", "person")``; all stop at teardown."""
-    factory = NodeFactory(tmp_path)
-    try:
+    async with open_nodes(tmp_path) as factory:
         yield factory
-    finally:
-        await factory.close()
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback TCP port where connections are refused, held for the whole test.
+
+    Bound but not listening: nothing else can take it, unlike a port picked and
+    released (which another process may bind before the test uses it).
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -3,9 +3,11 @@
 - ``run_vrm(*args, home=..., env_home=...)`` runs one CLI command as a subprocess (with
   a timeout, so a hang fails the test instead of stalling the suite).
 - ``vrm_nodes``: a factory of node homes. Each is made with ``vrm init --listen
-  127.0.0.1:P --admin-port Q`` on ports that were free a moment before. A ``VrmNode``
+  127.0.0.1:0 --admin-port 0 --realm R`` (one random mDNS realm per test). A ``VrmNode``
   runs ``vrm serve --home H --json`` as a child process, waits for the JSON ready line
-  on its stdout, and can be signalled, killed with -9 and restarted on the same home.
+  on its stdout, takes the ports the node bound from it (and pins them in config.toml,
+  so a restart comes back on them), and can be signalled, killed with -9 and restarted
+  on the same home.
 - ``connected``: alice (person) and bob (vendor), both running, connected by invitation.
 - ``procs``: every child process a test starts is registered here and killed (-9) and
   reaped at teardown, whether the test passed or failed.
@@ -21,7 +23,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import pytest
+
+from vrm.testing import pin_ports, port_of, random_realm
 
 T = TypeVar("T")
 
@@ -113,20 +116,6 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 # -- child processes ------------------------------------------------------------------
@@ -218,10 +207,13 @@ class VrmNode:
         name: str,
         role: str,
         did: str,
-        peer_port: int,
-        admin_port: int,
+        peer_port: int = 0,
+        admin_port: int = 0,
+        pin: bool = False,
     ) -> None:
         self._procs = procs
+        #: on the first ready line, write the bound ports into config.toml
+        self.pin = pin
         self.home = home
         self.name = name
         self.role = role
@@ -288,7 +280,14 @@ class VrmNode:
                 info = json.loads(line)
                 if isinstance(info, dict) and info.get("event") == "ready":
                     self.ready = info
+                    self._take_ports(info)
                     return info
+
+    def _take_ports(self, ready: dict[str, Any]) -> None:
+        self.peer_port, self.admin_port = port_of(ready["peer"][0]), port_of(ready["admin"])
+        if self.pin:
+            pin_ports(self.home, peer=self.peer_port, admin=self.admin_port)
+            self.pin = False
 
     def start(self) -> dict[str, Any]:
         self.launch()
@@ -351,13 +350,14 @@ class NodeFactory:
     def __init__(self, directory: Path, procs: Processes) -> None:
         self._dir = directory
         self._procs = procs
+        #: every node of this test advertises (and sees) only this mDNS realm
+        self.realm = random_realm()
 
     def create(self, name: str, role: str = "person", accept: str | None = None) -> VrmNode:
-        """``vrm init`` a home for ``name`` on free loopback ports (not started)."""
+        """``vrm init`` a home for ``name`` on ports 0 (bound when started; not started)."""
         home = self._dir / name
-        peer_port, admin_port = free_ports(2)
-        args = ["init", "--name", name, "--role", role, "--listen", f"127.0.0.1:{peer_port}"]
-        args += ["--admin-port", str(admin_port), "--json"]
+        args = ["init", "--name", name, "--role", role, "--listen", "127.0.0.1:0"]
+        args += ["--admin-port", "0", "--realm", self.realm, "--json"]
         if accept is not None:
             args += ["--accept", accept]
         res = run_vrm(*args, home=home)
@@ -370,8 +370,7 @@ class NodeFactory:
             name=name,
             role=role,
             did=info["did"],
-            peer_port=peer_port,
-            admin_port=admin_port,
+            pin=True,
         )
 
     def __call__(

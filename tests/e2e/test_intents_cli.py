@@ -31,10 +31,17 @@ price = { base = 10, per_day = 70 }
 """
 
 
+def mdns_off(node: VrmNode) -> None:
+    """``enabled = false`` in the home's [mdns] table (``vrm init --realm`` made it)."""
+    path = node.home / "config.toml"
+    text = path.read_text()
+    assert "\n[mdns]\n" in text
+    path.write_text(text.replace("\n[mdns]\n", "\n[mdns]\nenabled = false\n"))
+
+
 def make_vendor(vrm_nodes: NodeFactory, name: str, rules: str | None) -> VrmNode:
     vendor = vrm_nodes.create(name, "vendor")
-    with (vendor.home / "config.toml").open("a") as f:
-        f.write("\n[mdns]\nenabled = false\n")
+    mdns_off(vendor)
     text = (vendor.home / "config.toml").read_text()
     text = text.replace('role = "vendor"', 'role = "vendor"\ncategories = ["car-rental"]')
     if rules is not None:
@@ -46,8 +53,7 @@ def make_vendor(vrm_nodes: NodeFactory, name: str, rules: str | None) -> VrmNode
 
 def test_cast_compare_accept_verify_and_notice(vrm_nodes: NodeFactory, tmp_path: Path) -> None:
     alice = vrm_nodes.create("alice")
-    with (alice.home / "config.toml").open("a") as f:
-        f.write("\n[mdns]\nenabled = false\n")
+    mdns_off(alice)
     auto = make_vendor(vrm_nodes, "autorent", RULES)
     desk = make_vendor(vrm_nodes, "deskrent", None)
     for node in (alice, auto, desk):

@@ -93,8 +93,6 @@ def test_a_second_serve_on_a_running_home_is_refused(
             name="anyport",
             role="person",
             did=parse_json(res)["did"],
-            peer_port=0,
-            admin_port=0,
         )
         node.start()
     assert node.proc is not None

@@ -3,15 +3,13 @@ agreements, reading what a vendor holds."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from tests.conftest import ADMIN_TOKEN, TEST_RETRY_BASE_S, NodeFactory, wait_until
-from vrm.node import Node, NodeConfig
+from tests.conftest import NodeFactory, wait_until
+from vrm.node import Node
 from vrm.node.features import DataFeature
 from vrm.node.features.data.service import DataService
 from vrm.protocol.identity import Identity
-from vrm.storage import SqliteStore
 
 
 async def start_node(
@@ -24,25 +22,8 @@ async def start_node(
     identity: Identity | None = None,
 ) -> Node:
     """Like ``node_factory(name, role)``, with a ``[terms]`` config table."""
-    factory._count += 1
-    config = NodeConfig(
-        name=name,
-        role=role,
-        listen_port=port,
-        admin_port=0,
-        extra={"terms": terms} if terms is not None else {},
-    )
-    db = factory._dir / f"{factory._count:02d}-{name}.db"
-    node = Node(
-        config,
-        identity or Identity.generate(),
-        store=SqliteStore(db),
-        admin_token=ADMIN_TOKEN,
-        clock=time.time,
-        retry_base_s=TEST_RETRY_BASE_S,
-    )
-    await factory._start(node, db, TEST_RETRY_BASE_S)
-    return node
+    extra = {"terms": terms} if terms is not None else {}
+    return await factory(name, role, port=port, identity=identity, extra=extra)
 
 
 def svc(node: Node) -> DataService:

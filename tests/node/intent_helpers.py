@@ -2,7 +2,8 @@
 
 ``Market`` starts real nodes (127.0.0.1, port 0, SQLite in tmp_path) with the config a
 vendor writes in config.toml: ``categories`` and ``[offers] rules``. mDNS is off unless
-asked for, so that nodes of one test do not see another test's adverts.
+asked for; when on, the market's own random realm keeps other tests' and other
+processes' vendors out of it.
 """
 
 from __future__ import annotations
@@ -10,33 +11,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-from tests.conftest import ADMIN_TOKEN, TEST_RETRY_BASE_S, connect_nodes, peer_port, wait_until
-from vrm.node import Node, NodeConfig
+from tests.conftest import connect_nodes, wait_until
+from vrm.node import Node
+from vrm.node.config import AcceptPolicy
 from vrm.node.features import IntentsFeature
 from vrm.node.features.intents.customer import CastRequest
 from vrm.node.features.intents.service import IntentsService
+from vrm.node.features.intents.store import IntentRecord, OfferRecord
 from vrm.protocol.identity import Identity
-from vrm.storage import SqliteStore
-from vrm.storage.intents import IntentRecord, OfferRecord
+from vrm.testing import NodeFactory
 
 
-class Clock:
-    """Wall time plus an offset a test can move (stays within the 300 s clock skew)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
-class Market:
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.nodes: list[Node] = []
+class Market(NodeFactory):
+    """A ``vrm.testing.NodeFactory`` for vendors with categories and offer rules."""
 
     async def node(
         self,
@@ -47,55 +36,26 @@ class Market:
         rules: str | None = None,
         mdns: bool = False,
         clock: Callable[[], float] = time.time,
-        accept: str | None = None,
+        accept: AcceptPolicy | None = None,
         identity: Identity | None = None,
         port: int = 0,
     ) -> Node:
-        home = self.dir / name
-        home.mkdir(parents=True, exist_ok=True)
-        extra: dict[str, Any] = {"mdns": {"enabled": mdns}}
+        extra: dict[str, Any] = {}
         if rules is not None:
-            (home / "offers.toml").write_text(rules)
-            extra["offers"] = {"rules": str(home / "offers.toml")}
-        config = NodeConfig(
-            name=name,
-            role=role,
-            listen_port=port,
-            admin_port=0,
+            path = self.directory / f"{name}-offers.toml"
+            path.write_text(rules)
+            extra["offers"] = {"rules": str(path)}
+        return await self(
+            name,
+            role,
             categories=categories,
-            accept_policy=accept,  # type: ignore[arg-type]
+            mdns=mdns,
+            clock=clock,
+            accept=accept,
+            identity=identity,
+            port=port,
             extra=extra,
         )
-        node = Node(
-            config,
-            identity or Identity.generate(),
-            store=SqliteStore(home / "vrm.db"),
-            admin_token=ADMIN_TOKEN,
-            clock=clock,
-            retry_base_s=TEST_RETRY_BASE_S,
-        )
-        await node.start()
-        self.nodes.append(node)
-        return node
-
-    async def restart(self, node: Node) -> Node:
-        """Stop ``node`` and start it again on its key, database and peer port."""
-        await node.stop()
-        self.nodes.remove(node)
-        cfg = node.config
-        return await self.node(
-            cfg.name,
-            cfg.role,
-            categories=cfg.categories,
-            identity=node.identity,
-            port=peer_port(node),
-            clock=node.clock,
-        )
-
-    async def close(self) -> None:
-        for node in reversed(self.nodes):
-            await node.stop()
-        self.nodes.clear()
 
 
 def svc(node: Node) -> IntentsService:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import TEST_RETRY_BASE_S, Connect, Eventually, NodeFactory, free_port
+from tests.conftest import Connect, Eventually, NodeFactory
 from tests.node.data_helpers import held, start_node, svc, wait_agreement, wait_held
 from vrm.errors import Conflict, InvalidInput, KeyFileError
 from vrm.node import Home, Node
@@ -67,25 +67,23 @@ async def test_export_import_move_and_both_ways_messaging(
         await import_archive(
             home, json.dumps(clear).encode(), passphrase=None, listen=("127.0.0.1", 1), admin_port=0
         )
-    port = free_port()
     summary = await import_archive(
-        home, archive, passphrase="correct horse", listen=("127.0.0.1", port), admin_port=0
+        home, archive, passphrase="correct horse", listen=("127.0.0.1", 0), admin_port=0
     )
     assert summary["did"] == alice.identity.did and summary["rows"] > 0
     with pytest.raises(Conflict):
         await import_archive(
-            home, archive, passphrase="correct horse", listen=("127.0.0.1", port), admin_port=0
+            home, archive, passphrase="correct horse", listen=("127.0.0.1", 0), admin_port=0
         )
 
-    moved = Node.from_home(home, retry_base_s=TEST_RETRY_BASE_S)
-    await node_factory._start(moved, home.database, TEST_RETRY_BASE_S)
+    moved = await node_factory.from_home(home)
     assert moved.identity.did == alice.identity.did
-    assert moved.endpoints() == (f"http://127.0.0.1:{port}",)
+    assert moved.endpoints() == (f"http://127.0.0.1:{moved.peer_port}",)
     assert svc(moved).policy.proffer == ("P2B1", "PDC-AI")  # the [terms] config came along
 
     async def bob_knows_new_address() -> bool:
         rel = await bob.book.get(alice.identity.did)
-        return rel is not None and rel.endpoints == (f"http://127.0.0.1:{port}",)
+        return rel is not None and rel.endpoints == tuple(moved.endpoints())
 
     await eventually(bob_knows_new_address, what="bob to learn the new endpoint")
     await bob.send_text("alice", "hello at your new place")

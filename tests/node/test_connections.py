@@ -87,9 +87,9 @@ async def test_rejected_request_is_seen_as_rejected_by_the_requester(
         rel = await bob.connections.reject(held.request_id, "no thanks")
         assert rel.state is RelState.REJECTED
         await wait_state(eventually, alice, bob, RelState.REJECTED)
-        event = await events.get()
+        event = (await events.get()).as_json()
         while event["event"] != "rejected":
-            event = await events.get()
+            event = (await events.get()).as_json()
     assert event["reason"] == "no thanks"
     with pytest.raises(Conflict):
         await alice.send_text("bob", "please?")

@@ -25,7 +25,7 @@ import dns.message
 import dns.query
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, free_port
+from tests.conftest import ADMIN_TOKEN
 from vrm.errors import (
     ConflictingRecords,
     DnsFailed,
@@ -42,6 +42,7 @@ from vrm.node.features.discovery.service import Discovery
 from vrm.protocol.identity import Identity
 from vrm.protocol.relationship import RelState
 from vrm.storage import SqliteStore
+from vrm.testing import random_realm
 
 KNOTD = shutil.which("knotd") or ("/usr/sbin/knotd" if Path("/usr/sbin/knotd").exists() else None)
 ZONE = "example.test"
@@ -53,16 +54,22 @@ def discovery(node: Node) -> Discovery:
     return node.feature(DiscoveryFeature).service
 
 
-def free_udp_tcp_port() -> int:
-    for _ in range(50):
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+def candidate_port() -> int:
+    """A loopback port free for UDP and TCP a moment ago.
+
+    knotd cannot bind port 0 and say which port it got, so ``knot_server`` starts it on
+    this port, checks that the answer carries its own zone serial (not another run's
+    Knot that took the port first), and tries another port if not.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        port = int(udp.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             try:
-                s.bind(("127.0.0.1", port))
+                tcp.bind(("127.0.0.1", port))
             except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port for both UDP and TCP")
+                return candidate_port()
+    return port
 
 
 @dataclass
@@ -72,6 +79,7 @@ class Knot:
     port: int
     secret: str
     proc: subprocess.Popen[bytes]
+    serial: int
 
     @property
     def resolver(self) -> str:
@@ -94,12 +102,12 @@ KnotServer = Callable[[str], Knot]
 Serve = Callable[[str, str], Path]
 
 
-def zone_head() -> str:
+def zone_head(serial: int = 1) -> str:
     return "\n".join(
         [
             f"$ORIGIN {ZONE}.",
             "$TTL 60",
-            f"@ SOA ns.{ZONE}. hostmaster.{ZONE}. 1 3600 600 86400 60",
+            f"@ SOA ns.{ZONE}. hostmaster.{ZONE}. {serial} 3600 600 86400 60",
             f"@ NS ns.{ZONE}.",
             "ns A 127.0.0.1",
             "",
@@ -118,14 +126,57 @@ def knot_server(tmp_path: Path) -> Iterator[Callable[[str], Knot]]:
     logs = []
 
     def start(records: str) -> Knot:
-        assert KNOTD is not None
-        work = tmp_path / "knot"
+        work = tmp_path / f"knot{len(started)}"
         work.mkdir()
-        (work / f"{ZONE}.zone").write_text(zone_head() + records)
-        port = free_udp_tcp_port()
+        for _ in range(5):
+            server = launch(work, records)
+            started.append(server)
+            if wait_serving(server):
+                return server
+            server.proc.terminate()
+            server.proc.wait(timeout=10)
+        pytest.fail(f"knotd did not serve the zone:\n{(work / 'knotd.log').read_text()}")
+
+    def launch(work: Path, records: str) -> Knot:
+        assert KNOTD is not None
+        # A random serial tells our knotd's answers from any other server's.
+        serial = int.from_bytes(os.urandom(3), "big") + 1
+        (work / f"{ZONE}.zone").write_text(zone_head(serial) + records)
+        port = candidate_port()
         secret = base64.b64encode(os.urandom(32)).decode()
-        (work / "knot.conf").write_text(
-            f"""server:
+        (work / "knot.conf").write_text(knot_conf(work, port, secret))
+        log = (work / "knotd.log").open("ab")
+        logs.append(log)
+        proc = subprocess.Popen(
+            [KNOTD, "-c", str(work / "knot.conf")], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+        return Knot(port, secret, proc, serial)
+
+    yield start
+    for server in started:
+        server.proc.terminate()
+        server.proc.wait(timeout=10)
+    for log in logs:
+        log.close()
+
+
+def wait_serving(server: Knot) -> bool:
+    """True once ``server`` answers with its own zone serial; False if it cannot."""
+    deadline = time.monotonic() + 10
+    query = dns.message.make_query(f"{ZONE}.", "SOA")
+    while server.proc.poll() is None and time.monotonic() < deadline:
+        try:
+            reply = dns.query.udp(query, "127.0.0.1", port=server.port, timeout=0.2)
+            if reply.answer:
+                return any(getattr(r, "serial", None) == server.serial for r in reply.answer[0])
+        except (dns.exception.Timeout, OSError):
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def knot_conf(work: Path, port: int, secret: str) -> str:
+    return f"""server:
     listen: 127.0.0.1@{port}
     rundir: {work}
     udp-workers: 1
@@ -153,33 +204,6 @@ log:
   - target: stderr
     any: info
 """
-        )
-        log = (work / "knotd.log").open("wb")
-        logs.append(log)
-        proc = subprocess.Popen(
-            [KNOTD, "-c", str(work / "knot.conf")], stdout=log, stderr=log, stdin=subprocess.DEVNULL
-        )
-        server = Knot(port, secret, proc)
-        started.append(server)
-        deadline = time.monotonic() + 10
-        query = dns.message.make_query(f"{ZONE}.", "SOA")
-        while True:
-            try:
-                reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=0.2)
-                if reply.answer:
-                    return server
-            except (dns.exception.Timeout, OSError):
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"knotd did not serve the zone:\n{(work / 'knotd.log').read_text()}")
-            time.sleep(0.05)
-
-    yield start
-    for server in started:
-        server.proc.terminate()
-        server.proc.wait(timeout=10)
-    for log in logs:
-        log.close()
 
 
 @pytest.fixture
@@ -193,6 +217,8 @@ async def nodes(tmp_path: Path) -> AsyncIterator[list[Node]]:
 async def start_node(
     made: list[Node], tmp_path: Path, name: str, role: str, **extra: object
 ) -> Node:
+    # mDNS off: these nodes find each other by DNS only, and see no LAN advert.
+    extra = {"mdns": {"enabled": False}, **extra}
     cfg = NodeConfig(name=name, role=role, listen_port=0, admin_port=0, extra=dict(extra))
     node = Node(
         cfg,
@@ -241,11 +267,11 @@ async def test_connect_by_domain_through_a_real_dns_server(
 
 
 async def test_every_error_has_its_own_code_against_the_same_server(
-    tmp_path: Path, nodes: list[Node], knot_server: KnotServer
+    tmp_path: Path, nodes: list[Node], knot_server: KnotServer, closed_port: int
 ) -> None:
     bob = await start_node(nodes, tmp_path, "bob", "vendor")
     carol = Identity.generate()
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = f"http://127.0.0.1:{closed_port}"
     records = "\n".join(
         [
             "empty A 127.0.0.1",
@@ -353,9 +379,14 @@ def serve(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
     procs: list[subprocess.Popen[str]] = []
     logs = []
 
+    realm = random_realm()
+
     def start(name: str, role: str) -> Path:
         home = tmp_path / name
-        res = vrm("init", "--name", name, "--role", role, "--listen", "127.0.0.1:0", home=home)
+        res = vrm(
+            "init", "--name", name, "--role", role, "--listen", "127.0.0.1:0",
+            "--admin-port", "0", "--realm", realm, home=home,
+        )  # fmt: skip
         assert res.returncode == 0, res.stderr
         log = (tmp_path / f"{name}.log").open("w")
         logs.append(log)

@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import Connect, NodeFactory, peer_port
 from tests.helpers import flip_byte, seal_inner, sign_inner
 from vrm.node import Node
+from vrm.node.events import Event
 from vrm.protocol.envelope import MAX_MESSAGE_AGE_S, open_envelope, seal
 from vrm.protocol.framing import (
     BATCH_CONTENT_TYPE,
@@ -340,18 +341,18 @@ async def test_paused_channel_stores_but_does_not_notify(pair: tuple[Node, Node]
         quiet = envelope(alice.identity, bob, Text(text="while paused"))
         assert await post_codes(bob, [quiet]) == [None]
         # Events are published before the ack is sent, so none can still be on its way.
-        notified = [e for e in _drain(events) if e["event"] == "message"]
+        notified = [e for e in _drain(events) if e.event == "message"]
         assert notified == []
         assert await bob.store.get_message(message_id(quiet, bob)) is not None
 
         await bob.channel(alice.identity.did, "resume")
         loud = envelope(alice.identity, bob, Text(text="after resume"))
         assert await post_codes(bob, [loud]) == [None]
-        notified = [e for e in _drain(events) if e["event"] == "message"]
-        assert [e["id"] for e in notified] == [message_id(loud, bob)]
+        notified = [e for e in _drain(events) if e.event == "message"]
+        assert [e.as_json()["id"] for e in notified] == [message_id(loud, bob)]
 
 
-def _drain(queue: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
+def _drain(queue: asyncio.Queue[Event]) -> list[Event]:
     out = []
     while not queue.empty():
         out.append(queue.get_nowait())

@@ -11,7 +11,6 @@ import pytest
 
 from tests.conftest import Eventually
 from tests.node.intent_helpers import (
-    Clock,
     Market,
     connect_customer,
     park_city,
@@ -31,6 +30,7 @@ from vrm.node.work import Work
 from vrm.protocol.agreement import agreement_hash, verify_agreement
 from vrm.protocol.intents import IntentState, Money, Offer, OfferState
 from vrm.storage.base import DeliveryState, OutboxItem
+from vrm.testing import FakeClock
 
 HERTZ = """
 [[rule]]
@@ -218,7 +218,7 @@ async def test_anonymous_intent_vendor_never_holds_the_real_did(
 
 
 async def test_expired_intent_gets_no_more_offers(market: Market, eventually: Eventually) -> None:
-    clock = Clock()
+    clock = FakeClock(rate=1.0)  # wall time, moved by advance()
     alice = await market.node("alice", clock=clock)
     desk = await market.node("desk", "vendor", categories=("car-rental",), clock=clock)
     await connect_customer(alice, desk)
@@ -228,7 +228,7 @@ async def test_expired_intent_gets_no_more_offers(market: Market, eventually: Ev
         return bool(await svc(desk).db.list_incoming())
 
     await eventually(arrived, what="the intent to reach the desk")
-    clock.offset = 120  # both clocks agree, so messages still pass the skew check
+    clock.advance(120)  # both clocks agree, so messages still pass the skew check
     with pytest.raises(IntentExpired, match="takes no more offers"):
         await svc(desk).vendor.make_offer(
             rec.id,
@@ -253,12 +253,12 @@ async def test_expired_intent_gets_no_more_offers(market: Market, eventually: Ev
 
 
 async def test_an_intent_that_arrives_expired_gets_no_automatic_offer(market: Market) -> None:
-    clock = Clock()
+    clock = FakeClock(rate=1.0)  # wall time, moved by advance()
     alice = await market.node("alice", clock=clock)
     desk = await market.node("desk", "vendor", categories=("car-rental",), rules=BUDGET)
     await connect_customer(alice, desk)
     # alice's clock runs 100 s behind: her 60 s intent has expired by the desk's clock.
-    clock.offset = -100
+    clock.advance(-100)
     rec, _ = await svc(alice).customer.cast(park_city(expires_s=60))
 
     async def arrived() -> bool:
@@ -276,7 +276,7 @@ async def test_an_intent_that_arrives_expired_gets_no_automatic_offer(market: Ma
 async def test_accept_refuses_expired_and_closed_offers_distinctly(
     market: Market, eventually: Eventually
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(rate=1.0)  # wall time, moved by advance()
     alice = await market.node("alice", clock=clock)
     desk = await market.node("desk", "vendor", categories=("car-rental",), clock=clock)
     await connect_customer(alice, desk)
@@ -299,7 +299,7 @@ async def test_accept_refuses_expired_and_closed_offers_distinctly(
     assert short.body.proffered
     (offer,) = await wait_offers(alice, rec, 1)
     assert offer.body.proffered
-    clock.offset = 60
+    clock.advance(60)
     with pytest.raises(OfferExpired, match="expired at"):
         await svc(alice).customer.accept(offer.id, reveal=False)
     # A fresh offer supersedes the expired one and can be accepted... until cancel.

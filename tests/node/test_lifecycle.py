@@ -10,7 +10,6 @@ from tests.conftest import (
     Connect,
     Eventually,
     NodeFactory,
-    free_port,
     peer_port,
 )
 from vrm.errors import NodeError
@@ -79,7 +78,7 @@ async def test_peer_that_moves_and_announces_gets_its_queued_messages(
     await node_factory.stop(bob)
     waiting = await alice.send_text("bob", "wherever you are")
 
-    bob = await node_factory.restart(bob, port=free_port())
+    bob = await node_factory.restart(bob, port=0)
     assert await bob.connections.announce_endpoints() == 1
 
     async def moved() -> bool:

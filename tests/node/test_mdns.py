@@ -2,6 +2,8 @@
 
 Every node here multicasts on 127.0.0.1 only (its peer endpoint's bind address), or on
 a veth pair between namespaces the test creates and deletes; nothing leaves the machine.
+Each test's nodes share one random realm, so other vrm nodes on this machine (a demo,
+another test run) are never seen; ``test_nodes_of_other_realms_are_never_seen`` checks it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import ipaddress
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -22,9 +25,9 @@ from aiohttp import web
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
-from tests.conftest import ADMIN_TOKEN, Connect, Eventually, NodeFactory, free_port
+from tests.conftest import Connect, Eventually, NodeFactory
 from vrm.errors import IdentityNotProven, InvalidInput, NotFound, Unreachable
-from vrm.node import Node, NodeConfig
+from vrm.node import Node
 from vrm.node.features import DiscoveryFeature
 from vrm.node.features.discovery.service import Discovery
 from vrm.protocol.discovery import (
@@ -36,7 +39,7 @@ from vrm.protocol.discovery import (
 )
 from vrm.protocol.identity import Identity
 from vrm.protocol.relationship import RelState
-from vrm.storage import SqliteStore
+from vrm.testing import open_nodes, random_realm
 
 #: mDNS probing takes about a second; a busy CI machine gets ten.
 SEEN_TIMEOUT_S = 10.0
@@ -59,28 +62,21 @@ async def wait_seen(eventually: Eventually, node: Node, did: str) -> dict[str, o
     return next(p for p in await discovery(node).peers() if p["did"] == did)
 
 
-@pytest.fixture
-async def custom_nodes(tmp_path: Path) -> AsyncIterator[list[Node]]:
-    """Nodes built by hand (with [mdns] settings) append themselves here; all stop."""
-    nodes: list[Node] = []
-    yield nodes
-    for node in reversed(nodes):
-        await node.stop()
+async def start_node(factory: NodeFactory, name: str, role: str = "person", **mdns: object) -> Node:
+    """A node of the test's realm with these ``[mdns]`` settings."""
+    return await factory(name, role, extra={"mdns": dict(mdns)})
 
 
-async def start_node(
-    nodes: list[Node], tmp_path: Path, name: str, role: str = "person", **mdns: object
-) -> Node:
-    cfg = NodeConfig(name=name, role=role, listen_port=0, admin_port=0, extra={"mdns": dict(mdns)})
-    node = Node(
-        cfg,
-        Identity.generate(),
-        store=SqliteStore(tmp_path / f"{name}.db"),
-        admin_token=ADMIN_TOKEN,
-    )
-    await node.start()
-    nodes.append(node)
-    return node
+@pytest.fixture(autouse=True)
+async def only_our_own_nodes_are_seen(
+    node_factory: NodeFactory, spoofers: list[Spoofer]
+) -> AsyncIterator[None]:
+    """After each test: no node of the test saw a node it did not start (or spoof)."""
+    yield
+    ours = {n.identity.did for n in node_factory.started} | {s.did for s in spoofers}
+    for node in node_factory.running:
+        strangers = {p["name"] for p in await discovery(node).peers() if p["did"] not in ours}
+        assert not strangers, f"{node.config.name} saw nodes of another test or process"
 
 
 # -- loopback ------------------------------------------------------------------------------
@@ -128,22 +124,16 @@ async def test_a_person_reached_by_advert_asks_its_owner(
 
 
 async def test_vendor_categories_and_goodbye_on_stop(
-    tmp_path: Path, node_factory: NodeFactory, eventually: Eventually
+    node_factory: NodeFactory, eventually: Eventually
 ) -> None:
     alice = await node_factory("alice")
-    cfg = NodeConfig(
-        name="cars", role="vendor", listen_port=0, admin_port=0, categories=("car-rental", "suv")
-    )
-    vendor = Node(
-        cfg, Identity.generate(), store=SqliteStore(tmp_path / "v.db"), admin_token=ADMIN_TOKEN
-    )
-    await vendor.start()
+    vendor = await node_factory("cars", "vendor", categories=("car-rental", "suv"))
     seen = await wait_seen(eventually, alice, vendor.identity.did)
     assert seen["categories"] == ["car-rental", "suv"]
 
     async with alice.events.subscribe() as events:
         t0 = time.monotonic()
-        await vendor.stop()
+        await node_factory.stop(vendor)
 
         async def gone() -> bool:
             return all(p["did"] != vendor.identity.did for p in await discovery(alice).peers())
@@ -153,17 +143,17 @@ async def test_vendor_categories_and_goodbye_on_stop(
         assert time.monotonic() - t0 < 5
         kinds = []
         while not events.empty():
-            event = events.get_nowait()
+            event = events.get_nowait().as_json()
             if event.get("event") == "peer":
                 kinds.append(event["change"])
         assert "lost" in kinds
 
 
 async def test_a_private_node_browses_but_is_not_seen(
-    tmp_path: Path, custom_nodes: list[Node], node_factory: NodeFactory, eventually: Eventually
+    node_factory: NodeFactory, eventually: Eventually
 ) -> None:
-    private = await start_node(custom_nodes, tmp_path, "private", advertise=False)
-    off = await start_node(custom_nodes, tmp_path, "off", enabled=False)
+    private = await start_node(node_factory, "private", advertise=False)
+    off = await start_node(node_factory, "off", enabled=False)
     public = await node_factory(unique("public"))
     await wait_seen(eventually, private, public.identity.did)
     await asyncio.sleep(1.5)  # well past probing: the private node would be seen by now
@@ -173,18 +163,48 @@ async def test_a_private_node_browses_but_is_not_seen(
         await discovery(off).connect(public.config.name)
 
 
+async def test_nodes_of_other_realms_are_never_seen(
+    tmp_path: Path, node_factory: NodeFactory, eventually: Eventually
+) -> None:
+    # Other vrm nodes on this machine (a demo, another test run, the user's own) advertise
+    # on loopback too: as a vendor with the same name and category as ours, even.
+    alice = await node_factory("alice")
+    desk = await node_factory("car desk", "vendor", categories=("car-rental",))
+    async with (
+        open_nodes(tmp_path / "foreign", realm=random_realm("foreign")) as foreign,
+        open_nodes(tmp_path / "lan", realm="") as lan,
+    ):
+        strangers = []
+        for others in (foreign, lan):
+            stranger = await others("car desk", "vendor", categories=("car-rental",))
+            # Its realm-mate sees it: the advert is really out there on loopback.
+            mate = await others("mate")
+            await wait_seen(eventually, mate, stranger.identity.did)
+            assert alice.identity.did not in [p["did"] for p in await discovery(mate).peers()]
+            strangers.append(stranger)
+        await wait_seen(eventually, alice, desk.identity.did)
+        await asyncio.sleep(1.5)  # well past probing: a stranger would be seen by now
+        assert [p["did"] for p in await discovery(alice).peers()] == [desk.identity.did]
+        rel, _ = await discovery(alice).connect("car desk")  # one match: ours
+        assert rel.did == desk.identity.did
+        for stranger in strangers:
+            assert await stranger.book.all() == []
+
+
 # -- spoofed adverts -----------------------------------------------------------------------
 
 
 class Spoofer:
     """A raw mDNS advert carrying someone else's did, and an HTTP endpoint answering whoami."""
 
-    def __init__(self, did: str, name: str, role: str, answer: str) -> None:
+    def __init__(self, did: str, name: str, role: str, answer: str, realm: str) -> None:
         self.did, self.name, self.role, self.answer = did, name, role, answer
+        self.realm = realm
         self.me = Identity.generate()
         self.port = 0
         self._zc: AsyncZeroconf | None = None
         self._runner: web.AppRunner | None = None
+        self._closed: socket.socket | None = None
 
     async def whoami(self, request: web.Request) -> web.Response:
         if self.answer == "404":
@@ -197,7 +217,10 @@ class Spoofer:
 
     async def start(self) -> None:
         if self.answer == "closed":
-            self.port = free_port()
+            # Bound, never listening: connections are refused, and no one can take it.
+            self._closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._closed.bind(("127.0.0.1", 0))
+            self.port = self._closed.getsockname()[1]
         else:
             app = web.Application()
             app.add_routes([web.get(WHOAMI_PATH, self.whoami)])
@@ -206,7 +229,7 @@ class Spoofer:
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
             await site.start()
             self.port = self._runner.addresses[0][1]
-        advert = Advert(did=self.did, role=self.role, name=self.name)  # type: ignore[arg-type]
+        advert = Advert(did=self.did, role=self.role, name=self.name, realm=self.realm)  # type: ignore[arg-type]
         self._zc = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
         info = AsyncServiceInfo(
             SERVICE_TYPE,
@@ -223,6 +246,8 @@ class Spoofer:
             await self._zc.async_close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._closed is not None:
+            self._closed.close()
 
 
 @pytest.fixture
@@ -245,9 +270,10 @@ async def test_a_spoofed_advert_cannot_impersonate_a_connected_peer(
         await node_factory("carol"),
     )
     before, _ = await connect(alice, bob)
-    await bob.stop()
-    node_factory.running.remove(bob)
-    spoof = Spoofer(bob.identity.did, bob.config.name, "person", answer="own-key")
+    await node_factory.stop(bob)
+    spoof = Spoofer(
+        bob.identity.did, bob.config.name, "person", answer="own-key", realm=node_factory.realm
+    )
     spoofers.append(spoof)
     await spoof.start()
 
@@ -293,7 +319,7 @@ async def test_an_advert_whose_endpoint_cannot_prove_the_key_is_refused(
 ) -> None:
     alice = await node_factory("alice")
     victim = Identity.generate()
-    spoof = Spoofer(victim.did, unique("dave"), "vendor", answer=answer)
+    spoof = Spoofer(victim.did, unique("dave"), "vendor", answer=answer, realm=node_factory.realm)
     spoofers.append(spoof)
     await spoof.start()
     await wait_seen(eventually, alice, victim.did)
@@ -433,3 +459,23 @@ def test_two_nodes_in_two_network_namespaces_discover_each_other_and_connect(
                 proc.stdout.close()
         for log in logs:
             log.close()
+
+
+# -- the realm setting ---------------------------------------------------------------------
+
+
+def test_vrm_init_realm_writes_the_mdns_realm_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from vrm.cli.main import cli
+    from vrm.node.features.discovery.mdns import MdnsConfig
+    from vrm.node.home import Home
+
+    home = tmp_path / "lab"
+    args = ["init", "--home", str(home), "--listen", "127.0.0.1:0", "--json"]
+    res = CliRunner().invoke(cli, [*args, "--realm", "Lab-1"])
+    assert res.exit_code == 0, res.output
+    assert MdnsConfig.from_node(Home(home).config()).realm == "lab-1"
+    bad = CliRunner().invoke(cli, [*args[:2], str(tmp_path / "bad"), *args[3:], "--realm", "a b"])
+    assert bad.exit_code != 0 and "realm" in bad.output
+    assert not (tmp_path / "bad").exists()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from tests.conftest import Connect, Eventually, NodeFactory, free_port
+from tests.conftest import Connect, Eventually, NodeFactory
 from vrm.node import Node
 from vrm.node.messenger import Outgoing
 from vrm.protocol.messages import Marketing, Text
@@ -60,7 +60,7 @@ async def test_messages_queued_while_the_peer_is_down_arrive_when_it_starts(
     node_factory: NodeFactory, connect: Connect, eventually: Eventually
 ) -> None:
     alice = await node_factory("alice")
-    bob = await node_factory("bob", port=free_port())
+    bob = await node_factory("bob")
     await connect(alice, bob)
     await node_factory.stop(bob)
 
@@ -148,7 +148,7 @@ async def test_sender_restart_resumes_its_outbox_and_delivers_each_once(
     node_factory: NodeFactory, connect: Connect, eventually: Eventually
 ) -> None:
     alice = await node_factory("alice")
-    bob = await node_factory("bob", port=free_port())
+    bob = await node_factory("bob")
     await connect(alice, bob)
     await node_factory.stop(bob)
     items = [await alice.send_text("bob", f"queued #{i}") for i in range(20)]
@@ -204,9 +204,9 @@ async def test_refused_message_fails_with_the_reason_and_is_not_retried(
         assert settled is DeliveryState.FAILED
         failed = await state(shop, item)
         assert failed.last_error is not None and failed.last_error.startswith("type_denied")
-        event = await asyncio.wait_for(events.get(), SETTLE_S)
+        event = (await asyncio.wait_for(events.get(), SETTLE_S)).as_json()
         while event.get("id") != item.id:
-            event = await asyncio.wait_for(events.get(), SETTLE_S)
+            event = (await asyncio.wait_for(events.get(), SETTLE_S)).as_json()
         assert (event["event"], event["state"]) == ("delivery", "failed")
         assert event["reason"].startswith("type_denied")
     stored = await person.store.list_messages(
@@ -243,7 +243,7 @@ async def test_a_peer_that_comes_back_and_writes_is_served_without_waiting_out_t
 ) -> None:
     # A long backoff: after one failure alice would not retry bob for 30-60 s.
     alice = await node_factory("alice", retry_base_s=60.0)
-    bob = await node_factory("bob", port=free_port())
+    bob = await node_factory("bob")
     await connect(alice, bob)
     await node_factory.stop(bob)
     waiting = await alice.send_text("bob", "call me when you are back")

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from tests.conftest import ADMIN_TOKEN, Connect, Eventually, NodeFactory
 from vrm.cli import main as cli_main
+from vrm.cli import node_commands
 from vrm.errors import NodeError, StorageBusy
 from vrm.node import Node
 from vrm.node.supervisor import Component, State, Supervisor
@@ -202,7 +203,8 @@ def cli_status(node: Node, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[s
             with urllib.request.urlopen(req, timeout=10) as resp:
                 return json.load(resp)
 
-    monkeypatch.setattr(cli_main, "AdminClient", Client)
+    monkeypatch.setattr(node_commands, "AdminClient", Client)
+    cli_main.load_commands()
     runner = CliRunner()
     text = runner.invoke(cli_main.cli, ["status"], env={"COLUMNS": "300"})
     assert text.exit_code == 0, text.output

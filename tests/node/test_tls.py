@@ -30,6 +30,7 @@ def _tls_node(tmp_path: Path, name: str, role: str, ca: trustme.CA) -> Node:
         tls_cert=str(cert_file),
         tls_key=str(key_file),
         tls_ca=str(ca_file),
+        extra={"mdns": {"enabled": False}},  # nothing here needs discovery
     )
     return Node(
         config,

@@ -20,6 +20,7 @@ from vrm.errors import (
 )
 from vrm.protocol.discovery import (
     Advert,
+    check_realm,
     encode_lan_txt,
     encode_record_text,
     host_label,
@@ -60,6 +61,24 @@ def test_lan_txt_round_trips_with_the_keys_the_design_names() -> None:
         "cat": "bikes,repair",
     }
     assert parse_lan_txt(as_props(txt)) == advert
+
+
+def test_a_realm_travels_in_the_txt_record_and_the_default_realm_adds_no_key() -> None:
+    advert = Advert(did=ALICE.did, role="person", name="alice", realm="test-0a1b2c")
+    txt = encode_lan_txt(advert)
+    assert txt["realm"] == "test-0a1b2c"
+    assert parse_lan_txt(as_props(txt)) == advert
+    assert "realm" not in encode_lan_txt(Advert(did=ALICE.did, role="person", name="alice"))
+    assert parse_lan_txt(as_props({**txt, "realm": "Test-0A1B2C"})).realm == "test-0a1b2c"
+
+
+@pytest.mark.parametrize("realm", ["-lead", "has space", "x" * 65, "é", "a/b"])
+def test_bad_realms_are_refused_in_config_and_in_adverts(realm: str) -> None:
+    with pytest.raises(InvalidInput, match="realm"):
+        check_realm(realm)
+    txt = {"v": "1", "id": ALICE.did, "role": "person", "realm": realm}
+    with pytest.raises(MalformedRecord, match="realm"):
+        parse_lan_txt(as_props(txt))
 
 
 def test_a_person_advertises_no_categories_and_long_names_are_cut_on_a_utf8_boundary() -> None:

@@ -2,11 +2,13 @@
 
 - ``ServeNode``: a node home made with ``vrm init`` and run as ``vrm serve --json`` (a
   real process, so it can be killed with -9 and restarted on the same home and ports).
+  It binds port 0; the ports come from its ready line and are then pinned in config.toml.
+  Its mDNS realm is its own unless ``realm`` is given (nothing here finds peers by mDNS).
 - ``Figures``: the numbers a test measured. They are printed at the end of the run and,
   when ``VRM_FIGURES`` names a file, appended to it as JSON lines (docs/reliability.md
   quotes them).
-- ``Nodes`` (fixture ``nodes``): in-process ``Node``s like tests/conftest.py's factory,
-  plus ``limits`` and ``clock`` on start and restart.
+- ``Nodes`` (fixture ``nodes``): in-process ``Node``s, ``vrm.testing.NodeFactory``
+  (``limits`` and ``clock`` on start and restart).
 - ``percentile``, ``integrity_check``, ``inbound_texts``: small helpers.
 
 Nothing here mocks the node; every process binds 127.0.0.1 only.
@@ -17,22 +19,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 
-from vrm.node import Node, NodeConfig
-from vrm.node.limits import PeerLimits
-from vrm.protocol.identity import Identity
-from vrm.storage import SqliteStore
+from vrm.testing import NodeFactory, open_nodes, pin_ports, port_of, random_realm
 
 _SCRIPT = Path(sys.executable).with_name("vrm")
 VRM: list[str] = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "vrm"]
@@ -44,18 +42,6 @@ FULL = os.environ.get("VRM_FULL") == "1"
 def full_or(ci: int, full: int) -> int:
     """``full`` under VRM_FULL=1, else ``ci``."""
     return full if FULL else ci
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -94,14 +80,16 @@ class ServeNode:
         env: dict[str, str] | None = None,
         log_level: str = "info",
         init_args: tuple[str, ...] = (),
+        realm: str | None = None,
     ) -> None:
         self.home = home
         self.name = name
         self.env = env or cli_env()
         self.log_level = log_level
-        self.peer_port, self.admin_port = free_ports(2)
-        args = ["init", "--name", name, "--role", role, "--listen", f"127.0.0.1:{self.peer_port}"]
-        args += ["--admin-port", str(self.admin_port), "--json", *init_args]
+        # Port 0: the node binds free ports and reports them (see ``start``).
+        self.peer_port = self.admin_port = 0
+        args = ["init", "--name", name, "--role", role, "--listen", "127.0.0.1:0"]
+        args += ["--admin-port", "0", "--realm", realm or random_realm(), "--json", *init_args]
         res = run_vrm(*args, home=home, env=self.env)
         assert res.returncode == 0, res.stderr
         self.did: str = json.loads(res.stdout)["did"]
@@ -166,7 +154,16 @@ class ServeNode:
         self._pump.start()
         if not ready.wait(READY_TIMEOUT_S) or self.proc.poll() is not None:
             pytest.fail(f"{self.name} did not start:\n{self.log_path.read_text()}")
+        self._read_ports()
         return time.monotonic() - t0
+
+    def _read_ports(self) -> None:
+        """Take the ports the node bound from its ready line; pin them for restarts."""
+        info = json.loads([x for x in self.stdout_lines if '"ready"' in x][-1])
+        peer, admin = port_of(info["peer"][0]), port_of(info["admin"])
+        if (self.peer_port, self.admin_port) != (peer, admin):
+            self.peer_port, self.admin_port = peer, admin
+            pin_ports(self.home, peer=peer, admin=admin)
 
     def kill(self) -> None:
         """kill -9 and reap."""
@@ -237,83 +234,14 @@ def serve_nodes(tmp_path: Path) -> Iterator[list[ServeNode]]:
             node._close()
 
 
-ADMIN_TOKEN = "reliability-admin-token-0123456789"
-
-
-class Nodes:
-    """In-process nodes on 127.0.0.1 (ports 0 unless told), each with its own SQLite file."""
-
-    def __init__(self, directory: Path) -> None:
-        self._dir = directory
-        self._dbs: dict[Node, Path] = {}
-        self.running: list[Node] = []
-
-    async def start(
-        self,
-        name: str,
-        role: str = "person",
-        *,
-        port: int = 0,
-        identity: Identity | None = None,
-        limits: PeerLimits | None = None,
-        clock: Callable[[], float] = time.time,
-        retry_base_s: float = 0.05,
-        db: Path | None = None,
-    ) -> Node:
-        config = NodeConfig(name=name, role=role, listen_port=port, admin_port=0)
-        db = db or self._dir / f"{len(self._dbs):02d}-{name}.db"
-        node = Node(
-            config,
-            identity or Identity.generate(),
-            store=SqliteStore(db),
-            admin_token=ADMIN_TOKEN,
-            clock=clock,
-            retry_base_s=retry_base_s,
-            limits=limits,
-        )
-        await node.start()
-        self._dbs[node] = db
-        self.running.append(node)
-        return node
-
-    async def stop(self, node: Node) -> None:
-        if node in self.running:
-            self.running.remove(node)
-            await node.stop()
-
-    async def restart(self, node: Node, *, port: int | None = None, **kw: Any) -> Node:
-        """A new node on ``node``'s key, database and peer port (``kw`` as for ``start``)."""
-        port = int(node.endpoints()[0].rsplit(":", 1)[1]) if port is None else port
-        await self.stop(node)
-        kw.setdefault("limits", node.inbox.limits)
-        kw.setdefault("clock", node.clock)
-        again = await self.start(
-            node.config.name,
-            node.config.role,
-            port=port,
-            identity=node.identity,
-            db=self._dbs[node],
-            **kw,
-        )
-        return again
-
-    def db(self, node: Node) -> Path:
-        return self._dbs[node]
-
-    async def close(self) -> None:
-        for node in reversed(self.running):
-            await node.stop()
-        self.running.clear()
+Nodes = NodeFactory
 
 
 @pytest.fixture
 async def nodes(tmp_path: Path) -> AsyncIterator[Nodes]:
     """``await nodes.start("alice", limits=...)``; every node is stopped at teardown."""
-    made = Nodes(tmp_path)
-    try:
+    async with open_nodes(tmp_path) as made:
         yield made
-    finally:
-        await made.close()
 
 
 def integrity_check(db: Path) -> str:

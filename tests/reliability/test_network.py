@@ -12,7 +12,7 @@ import json
 import random
 import time
 
-from tests.conftest import free_port, wait_until
+from tests.conftest import wait_until
 from tests.reliability.faultproxy import FaultProxy, Faults, NeverAnswers
 from tests.reliability.harness import Figures, Nodes, full_or, percentile
 from vrm.node import Node
@@ -133,7 +133,7 @@ async def test_a_peer_away_for_ten_minutes_gets_everything_when_it_returns(
     scale = 600.0
     outage_s = 600.0 / scale
     alice = await nodes.start("alice", retry_base_s=BASE_DELAY_S / scale)
-    bob = await nodes.start("bob", port=free_port())
+    bob = await nodes.start("bob")
     await connect(alice, bob)
     await nodes.stop(bob)
 
@@ -160,7 +160,7 @@ async def test_a_peer_away_for_ten_minutes_gets_everything_when_it_returns(
 
 
 async def test_peers_that_never_answer_do_not_slow_delivery_to_the_others(
-    nodes: Nodes, figures: Figures
+    nodes: Nodes, figures: Figures, closed_port: int
 ) -> None:
     """Latency to a live peer, alone and beside a black hole and a closed port."""
     rounds = full_or(100, 1000)
@@ -171,7 +171,7 @@ async def test_peers_that_never_answer_do_not_slow_delivery_to_the_others(
         await connect(alice, peer)
     black_hole = NeverAnswers()
     await route_via(alice, hole, f"http://127.0.0.1:{await black_hole.start()}")
-    await route_via(alice, gone, f"http://127.0.0.1:{free_port()}")  # nothing listens
+    await route_via(alice, gone, f"http://127.0.0.1:{closed_port}")  # nothing listens
 
     async def latencies(with_dead: bool) -> list[float]:
         out = []

@@ -35,6 +35,7 @@ from vrm.protocol.envelope import (
 from vrm.protocol.framing import BATCH_CONTENT_TYPE, encode_batch
 from vrm.protocol.messages import Text
 from vrm.protocol.relationship import RelState
+from vrm.testing import FakeClock
 
 # -- replayed connection requests -----------------------------------------------------------
 
@@ -97,15 +98,11 @@ async def test_a_replayed_connection_request_cannot_reopen_a_rejected_relationsh
 
 
 async def test_after_the_replay_window_a_replay_is_refused_as_expired(nodes: Nodes) -> None:
-    offset = [0.0]
-
-    def clock() -> float:
-        return time.time() + offset[0]
-
+    clock = FakeClock(rate=1.0)
     alice, bob, request = await captured_request(nodes, clock)
     before = await alice_side(alice, bob)
     # Alice's clock jumps past the moment the replay store may forget the id.
-    offset[0] = MAX_MESSAGE_AGE_S + 2 * CLOCK_SKEW_S + 60
+    clock.advance(MAX_MESSAGE_AGE_S + 2 * CLOCK_SKEW_S + 60)
     await alice.store.prune(now=clock())
     row = await alice.store.fetch_one("SELECT count(*) FROM seen")  # type: ignore[attr-defined]
     assert row[0] == 0, "the id is forgotten"

@@ -23,7 +23,6 @@ from tests.reliability.harness import (
     Nodes,
     ServeNode,
     cli_env,
-    free_ports,
     run_vrm,
 )
 from vrm.node.admin import admin_app
@@ -91,7 +90,7 @@ def test_admin_api_listens_on_loopback_only(tmp_path: Path, serve_nodes: list[Se
 async def test_admin_api_answers_only_with_the_token(
     nodes: Nodes, authorization: str | None
 ) -> None:
-    from tests.reliability.harness import ADMIN_TOKEN
+    from vrm.testing import ADMIN_TOKEN
 
     node = await nodes.start("alice")
     token = ADMIN_TOKEN
@@ -125,10 +124,9 @@ def mode(path: Path) -> int:
 
 def test_init_makes_the_home_0700_and_secrets_0600_even_with_a_lax_umask(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    peer, admin = free_ports(2)
     res = subprocess.run(
         ["sh", "-c", 'umask 000 && exec "$@"', "sh", *VRM, "init", "--name", "a", "--home", str(home),
-         "--listen", f"127.0.0.1:{peer}", "--admin-port", str(admin)],
+         "--listen", "127.0.0.1:0", "--admin-port", "0"],
         capture_output=True, text=True, env=cli_env(), timeout=60, check=False,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
@@ -152,6 +150,9 @@ def test_serve_refuses_to_start_with_secrets_others_can_read(
 ) -> None:
     node = ServeNode(tmp_path / "home", name="alice")
     serve_nodes.append(node)
+    # One clean run first: it binds free ports and pins them, so we know where to look.
+    node.start()
+    assert node.stop() == 0
     for case, (name, bad, advice) in CHANGES.items():
         target = node.home / name if name else node.home
         good = mode(target)

@@ -260,7 +260,7 @@ def _valid_archive() -> bytes:
 
     async def make(directory: Path) -> bytes:
         node = Node(
-            NodeConfig(name="a", listen_port=0, admin_port=0),
+            NodeConfig(name="a", listen_port=0, admin_port=0, extra={"mdns": {"enabled": False}}),
             Identity.generate(),
             store=SqliteStore(directory / "a.db"),
             admin_token="t",

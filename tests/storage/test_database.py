@@ -143,20 +143,18 @@ async def test_require_database() -> None:
         require_database(MemoryStore())
 
 
+FEATURES = STORAGE.parent / "node" / "features"
 FEATURE_STORES = (
-    "database.py",
-    "data.py",
-    "data_records.py",
-    "intents.py",
-    "intents_vendor.py",
-    "intent_records.py",
+    STORAGE / "database.py",
+    *sorted(FEATURES.glob("*/store*.py")),
+    *sorted(FEATURES.glob("*/records.py")),
 )
 
 
-@pytest.mark.parametrize("name", FEATURE_STORES)
-def test_feature_stores_name_no_driver(name: str) -> None:
+@pytest.mark.parametrize("path", FEATURE_STORES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_feature_stores_name_no_driver(path: Path) -> None:
     """They talk to the seam only, so another backend can run them."""
-    tree = ast.parse((STORAGE / name).read_text(encoding="utf-8"))
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -165,5 +163,5 @@ def test_feature_stores_name_no_driver(name: str) -> None:
             imported.add(node.module)
     banned = {"sqlite3", "aiosqlite", "asyncpg", "vrm.storage.sqlite", "vrm.storage.sqlite_db"}
     assert not imported & banned
-    source = (STORAGE / name).read_text(encoding="utf-8")
+    source = path.read_text(encoding="utf-8")
     assert "INSERT OR " not in source.replace("``INSERT OR", "")  # ON CONFLICT is portable

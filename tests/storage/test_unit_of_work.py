@@ -14,10 +14,10 @@ import pytest
 
 from tests.storage.test_conformance import ALICE, BOB, inbound, outbound, relationship
 from vrm.errors import ConfigError, StorageError
+from vrm.node.features.data.store import DataStore
+from vrm.node.features.intents.store import IntentStore
 from vrm.protocol.relationship import RelState
 from vrm.storage import MemoryStore, SqliteStore, Store, require_database
-from vrm.storage.data import DataStore
-from vrm.storage.intents import IntentStore
 
 #: name -> a fresh store on ``tmp_path``; ``True`` if it runs feature SQL
 STORES: dict[str, tuple[Callable[[Path], Store], bool]] = {

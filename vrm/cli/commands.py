@@ -9,9 +9,9 @@ from typing import Any
 import click
 
 from vrm.cli import render
+from vrm.cli.app import cli, common
 from vrm.cli.client import AdminClient
 from vrm.cli.discovery import connect_target, wait_connected
-from vrm.cli.main import cli, common
 from vrm.cli.params import DURATION
 from vrm.errors import ProtocolError
 from vrm.node.home import Home

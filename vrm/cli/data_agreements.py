@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 
 from vrm.cli import render
+from vrm.cli.app import cli, common
 from vrm.cli.client import AdminClient
 from vrm.cli.data_render import agreement_table, time_text
-from vrm.cli.main import cli, common
 from vrm.node.home import Home
 
 __all__: list[str] = []

@@ -11,9 +11,9 @@ from typing import Any
 import click
 
 from vrm.cli import render
+from vrm.cli.app import cli, common
 from vrm.cli.client import AdminClient
 from vrm.cli.data_render import agreement_table, time_text, value_text
-from vrm.cli.main import cli, common
 from vrm.cli.params import parse_duration
 from vrm.errors import InvalidInput
 from vrm.node.home import Home

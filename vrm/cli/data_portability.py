@@ -12,8 +12,8 @@ from typing import Any
 import click
 
 from vrm.cli import render
+from vrm.cli.app import cli, common
 from vrm.cli.client import AdminClient
-from vrm.cli.main import cli, common
 from vrm.cli.params import HOSTPORT
 from vrm.node.home import Home
 

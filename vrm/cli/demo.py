@@ -1,9 +1,10 @@
-"""``vrm demo``: real nodes on loopback, driven by the same commands a user types.
+"""The demo's harness: real nodes on loopback, driven by the same commands a user types.
 
 Each node is a ``vrm serve`` process with its own home in a temp dir. Every step
 runs the CLI as a subprocess, shows the command and what came back, and checks
 the result; a failed check stops the demo with a non-zero exit. Nothing is left
-behind unless ``--keep`` is given.
+behind unless ``--keep`` is given. The story is in ``demo_story.py``, the command
+in ``demo_command.py``.
 """
 
 from __future__ import annotations
@@ -14,21 +15,15 @@ import ctypes.util
 import json
 import os
 import shlex
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import click
+from urllib.parse import urlsplit
 
 from vrm.cli import render
-from vrm.cli.main import cli
 
 __all__: list[str] = []
 
@@ -54,6 +49,11 @@ class DemoNode:
 @dataclass
 class Demo:
     root: Path
+    #: The demo's own mDNS realm: its nodes and any other nodes on this machine (tests,
+    #: another demo, your own) never see one another.
+    realm: str = field(default_factory=lambda: f"demo-{os.urandom(6).hex()}")
+    #: ``--keep``: the nodes must outlive the demo, so they do not die with it.
+    keep: bool = False
     nodes: dict[str, DemoNode] = field(default_factory=dict)
     results: list[tuple[str, str]] = field(default_factory=list)
 
@@ -88,9 +88,9 @@ class Demo:
         files: dict[str, str] | None = None,
     ) -> DemoNode:
         """``vrm init`` a home (plus ``config`` TOML and ``files``), then ``vrm serve`` it."""
-        port = _free_port()
-        node = DemoNode(key, name, role, self.root / key, port)
+        node = DemoNode(key, name, role, self.root / key, 0)
         self.nodes[key] = node
+        # Port 0: each node binds free ports itself and reports them when ready.
         init = self.vrm(
             node,
             "init",
@@ -99,9 +99,11 @@ class Demo:
             "--role",
             role,
             "--listen",
-            f"127.0.0.1:{port}",
+            "127.0.0.1:0",
             "--admin-port",
-            str(_free_port()),
+            "0",
+            "--realm",
+            self.realm,
             *extra,
         )
         node.did = init["did"]
@@ -118,13 +120,14 @@ class Demo:
             stderr=subprocess.DEVNULL,
             text=True,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=None if self.keep else _die_with_parent,
         )
         assert node.proc.stdout is not None
         line = node.proc.stdout.readline()
         if not line:
             raise DemoFailed(f"{name}'s node did not start")
         ready = json.loads(line)
+        node.port = urlsplit(ready["peer"][0]).port or 0
         render.console.print(
             f"  {name} ({role}) is up at {ready['peer'][0]} in {ready['startup_s']:.2f}s"
         )
@@ -163,60 +166,3 @@ def _summary(data: Any) -> str:
         parts = [f"{k}={data[k]}" for k in keys if data.get(k)]
         return ", ".join(parts) or ", ".join(sorted(data))[:100]
     return str(data)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@cli.command()
-@click.option("--keep", is_flag=True, help="Leave the nodes running and print how to use them.")
-def demo(keep: bool) -> None:
-    """Run real nodes on loopback and walk through the VRM flows, checking each step."""
-    root = Path(tempfile.mkdtemp(prefix="vrm-demo-"))
-    render.console.print(f"Node homes in {root} (removed at the end)")
-    d = Demo(root)
-    ok = False
-    try:
-        from vrm.cli.demo_story import run_demo
-
-        with _interrupts_raise():
-            run_demo(d)
-        ok = True
-    except DemoFailed as exc:
-        render.console.print(f"[bold red]demo step failed:[/] {exc}")
-    except KeyboardInterrupt:
-        render.console.print("[yellow]interrupted; cleaning up[/]")
-    except Exception as exc:  # report, clean up, exit 1: never leave nodes behind
-        render.console.print(f"[bold red]demo crashed:[/] {type(exc).__name__}: {exc!r}")
-        if os.environ.get("VRM_DEMO_DEBUG"):
-            raise
-    finally:
-        if not (keep and ok):
-            d.stop_all()
-            shutil.rmtree(root, ignore_errors=True)
-    if ok:
-        render.table("Summary", ["check", "result"], d.results)
-        if keep:
-            render.console.print("Nodes keep running. Try:")
-            for n in d.nodes.values():
-                render.console.print(f"  VRM_HOME={n.home} vrm status   # {n.name}")
-            render.console.print(
-                f"Stop them with: for h in {root}/*; do VRM_HOME=$h vrm stop; done"
-            )
-    sys.exit(0 if ok else 1)
-
-
-@contextlib.contextmanager
-def _interrupts_raise() -> Iterator[None]:
-    # SIGTERM gets the same clean-up as Ctrl-C.
-    def raise_interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from vrm.cli import render
+from vrm.cli.app import cli, common
 from vrm.cli.client import AdminClient
-from vrm.cli.main import cli, common
 from vrm.errors import NotRunning
 from vrm.node.home import Home
 from vrm.protocol.discovery import render_zone, zone_records

@@ -7,9 +7,9 @@ from __future__ import annotations
 import click
 
 from vrm.cli import render
+from vrm.cli.app import cli, common
 from vrm.cli.client import AdminClient
 from vrm.cli.intents_render import price_text, short_id, until_text
-from vrm.cli.main import cli, common
 from vrm.node.home import Home
 
 __all__ = ["intent", "offer"]

@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 
 from vrm.cli import render
+from vrm.cli.app import cli, common
 from vrm.cli.client import AdminClient
 from vrm.cli.intents import intent, offer
 from vrm.cli.intents_render import offer_table, price_text, until_text
-from vrm.cli.main import cli, common
 from vrm.cli.params import DURATION
 from vrm.node.home import Home
 

@@ -237,7 +237,9 @@ class _AdminApi:
                 # in one write: one syscall, not one per event.
                 while len(events) < SSE_MAX_BATCH and not queue.empty():
                     events.append(queue.get_nowait())
-                await resp.write(b"".join(b"data: " + encode_json(e) + b"\n\n" for e in events))
+                await resp.write(
+                    b"".join(b"data: " + encode_json(e.as_json()) + b"\n\n" for e in events)
+                )
 
     async def shutdown(self, request: web.Request) -> web.Response:
         self.node.request_stop()

@@ -136,5 +136,8 @@ def render_config(cfg: NodeConfig) -> str:
     if cfg.tls_ca:
         lines.append(f"tls_ca = {q(cfg.tls_ca)}")
     lines += ["", "[admin]", f"port = {cfg.admin_port}"]
+    mdns = cfg.extra.get("mdns")
+    if isinstance(mdns, dict) and mdns.get("realm"):
+        lines += ["", "[mdns]", f"realm = {q(str(mdns['realm']))}"]
     lines += ["", "[storage]", f"synchronous = {q(cfg.synchronous)}", ""]
     return "\n".join(lines)

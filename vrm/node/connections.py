@@ -17,6 +17,15 @@ import msgspec
 from vrm.errors import Conflict, InvalidInput
 from vrm.node.book import RelationshipBook
 from vrm.node.config import NodeConfig
+from vrm.node.events import (
+    Connected,
+    ConnectionRequested,
+    Rejected,
+    RequestRefused,
+)
+from vrm.node.events import (
+    Event as NodeEvent,
+)
 from vrm.node.messenger import Outgoing
 from vrm.node.work import Work, Works
 from vrm.protocol.envelope import Opened
@@ -80,7 +89,7 @@ class Connections:
         store: Store,
         endpoints: Callable[[], Sequence[str]],
         clock: Callable[[], float],
-        notify: Callable[[dict[str, object]], None],
+        notify: Callable[[NodeEvent], None],
     ) -> None:
         self._me = identity
         self._cfg = config
@@ -214,14 +223,12 @@ class Connections:
                 endpoints=body.endpoints,
                 request_id=None,
             )
-            self._announce(work, {"event": "connected", "peer": opened.sender, "name": body.name})
+            self._announce(work, Connected(opened.sender, body.name))
             if self.hook:
                 await self.hook.answered(opened.sender, True, "", work)
         elif isinstance(body, ConnectReject):
             await self._book.apply(opened.sender, Event.RECEIVE_REJECT, work=work, request_id=None)
-            self._announce(
-                work, {"event": "rejected", "peer": opened.sender, "reason": body.reason}
-            )
+            self._announce(work, Rejected(opened.sender, body.reason))
             if self.hook:
                 await self.hook.answered(opened.sender, False, body.reason, work)
         elif isinstance(body, EndpointUpdate):
@@ -229,7 +236,7 @@ class Connections:
             if rel is not None:
                 await self._book.update(rel, work=work, endpoints=tuple(body.endpoints))
 
-    def _announce(self, work: Work, event: dict[str, object]) -> None:
+    def _announce(self, work: Work, event: NodeEvent) -> None:
         work.after_commit(lambda: self._notify(event))
 
     async def _on_request(self, opened: Opened, body: ConnectRequest, work: Work) -> None:
@@ -255,18 +262,14 @@ class Connections:
         reason = await self.hook.refuse_request(peer, body, work) if self.hook else None
         if reason:
             await self._reject(rel, msg_id, reason, work)
-            self._announce(
-                work, {"event": "refused", "peer": peer, "name": body.name, "reason": reason}
-            )
+            self._announce(work, RequestRefused(peer, body.name, reason))
             return
         if asked_them or await self._policy_accepts(body, work):
             await self._accept(rel, msg_id, work)
-            self._announce(work, {"event": "connected", "peer": peer, "name": body.name})
+            self._announce(work, Connected(peer, body.name))
         else:
             log.info("connection request %s from %s waits for the owner", msg_id, body.name)
-            self._announce(
-                work, {"event": "request", "request_id": msg_id, "peer": peer, "name": body.name}
-            )
+            self._announce(work, ConnectionRequested(msg_id, peer, body.name))
 
     async def _policy_accepts(self, body: ConnectRequest, work: Work) -> bool:
         policy = self._cfg.effective_accept_policy

@@ -63,18 +63,26 @@ class Home:
     def exists(self) -> bool:
         return (self.path / CONFIG).is_file() and (self.path / KEY).is_file()
 
-    def init(self, cfg: NodeConfig, *, passphrase: str | None = None) -> Identity:
-        """Create a new home; ``Conflict`` if one is already there."""
+    def init(
+        self,
+        cfg: NodeConfig,
+        *,
+        passphrase: str | None = None,
+        identity: Identity | None = None,
+        admin_token: str | None = None,
+    ) -> Identity:
+        """Create a new home (a new key unless ``identity``); ``Conflict`` if one is there."""
         if self.exists():
             raise Conflict(f"{self.path} is already a vrm home (did: {self.did_hint()})")
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.path, 0o700)
-        identity = Identity.generate()
+        identity = identity or Identity.generate()
         write_private(
             self.path / KEY,
             encode_keyfile(identity.key.seed, passphrase=passphrase, rng=os.urandom),
         )
-        write_private(self.path / TOKEN, secrets.token_urlsafe(32).encode() + b"\n")
+        token = admin_token or secrets.token_urlsafe(32)
+        write_private(self.path / TOKEN, token.encode() + b"\n")
         (self.path / CONFIG).write_text(render_config(cfg))
         return identity
 

@@ -150,21 +150,11 @@ class Inbox:
         self.stats.requests += 1
         source = source_key(request.remote)
         try:
-            # An address that lately delivered a relationship's message is a known
-            # peer's: it skips the per-address budgets (each channel keeps its own rate
-            # limit), so a busy peer sending small requests is never throttled here.
-            trusted = (source, self._monotonic()) in self._trusted
-            if not trusted and not self._requests.take(source, self._monotonic()):
-                raise RateLimited("too many requests from this address; retry later")
+            trusted = self._take_request(source)
             envelopes = await self._read(request)
-            now = self._monotonic()
-            if not trusted and not self._envelopes.take(source, now, len(envelopes)):
-                raise RateLimited("too many envelopes from this address; retry later")
-            if not trusted and not self._untrusted.take("*", now, len(envelopes)):
-                raise RateLimited("too many envelopes from unknown addresses; retry later")
+            self._take_envelopes(source, trusted, len(envelopes))
         except ProtocolError as exc:
-            self.stats.refused += 1
-            self._on_error(f"inbox: {exc.code}: {exc.message}")
+            self._refuse_request(exc)
             ack = Ack(ok=False, code=exc.code, error=exc.message)
             return web.Response(
                 status=_STATUS.get(type(exc), 400),
@@ -173,6 +163,47 @@ class Inbox:
             )
         acks = await self.receive(envelopes, source=source)
         return web.Response(body=encode_acks(acks), content_type="application/json")
+
+    async def receive_batch(self, body: bytes, *, source: str) -> list[Ack]:
+        """A batch body as ``POST /vrm/v1/inbox`` would bring it, minus the socket.
+
+        The same address budgets, size limit and decoding as ``handle``, then
+        ``receive``; a request refused as a whole raises its ``ProtocolError``
+        (``vrm.testing.MemoryNetwork`` delivers through this).
+        """
+        self.stats.requests += 1
+        source = source_key(source)
+        try:
+            trusted = self._take_request(source)
+            if len(body) > MAX_BATCH_BYTES:
+                raise TooLarge(f"body of {len(body)} bytes refused (max {MAX_BATCH_BYTES})")
+            envelopes = decode_batch(body)
+            self._take_envelopes(source, trusted, len(envelopes))
+        except ProtocolError as exc:
+            self._refuse_request(exc)
+            raise
+        return await self.receive(envelopes, source=source)
+
+    def _take_request(self, source: str) -> bool:
+        """Charge one request to ``source``; True if it is a known peer's address."""
+        # An address that lately delivered a relationship's message is a known
+        # peer's: it skips the per-address budgets (each channel keeps its own rate
+        # limit), so a busy peer sending small requests is never throttled here.
+        trusted = (source, self._monotonic()) in self._trusted
+        if not trusted and not self._requests.take(source, self._monotonic()):
+            raise RateLimited("too many requests from this address; retry later")
+        return trusted
+
+    def _take_envelopes(self, source: str, trusted: bool, count: int) -> None:
+        now = self._monotonic()
+        if not trusted and not self._envelopes.take(source, now, count):
+            raise RateLimited("too many envelopes from this address; retry later")
+        if not trusted and not self._untrusted.take("*", now, count):
+            raise RateLimited("too many envelopes from unknown addresses; retry later")
+
+    def _refuse_request(self, exc: ProtocolError) -> None:
+        self.stats.refused += 1
+        self._on_error(f"inbox: {exc.code}: {exc.message}")
 
     async def _read(self, request: web.Request) -> list[bytes]:
         length = request.content_length

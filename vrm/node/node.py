@@ -15,7 +15,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import msgspec
 from aiohttp import web
 
 from vrm.errors import Conflict, InvalidInput, NodeError, NotFound
@@ -28,24 +27,25 @@ from vrm.node.connections import Connections
 from vrm.node.context import FeatureContext
 from vrm.node.crashpoints import CrashPoints
 from vrm.node.events import EventBus
-from vrm.node.feature import EndpointResolver, Feature, Handler
+from vrm.node.feature import Feature
 from vrm.node.features import default_features
 from vrm.node.home import Home, HomeLock, RuntimeInfo
-from vrm.node.inbox import Inbox, Persona
+from vrm.node.inbox import Inbox
 from vrm.node.limits import PeerLimits
 from vrm.node.messenger import Messenger, Outgoing
+from vrm.node.notices import Notices
 from vrm.node.outbox import Outbox
 from vrm.node.servers import serve, tls_context
 from vrm.node.statistics import NodeStatistics
 from vrm.node.supervisor import Supervisor
-from vrm.node.transport import Transport
+from vrm.node.transport import PeerTransport, Transport
+from vrm.node.wiring import Wiring
 from vrm.node.work import Works
-from vrm.protocol.envelope import Opened
 from vrm.protocol.framing import MAX_BATCH_BYTES
 from vrm.protocol.identity import Identity
 from vrm.protocol.messages import Body, Text
-from vrm.protocol.relationship import CONTROL_TYPES, RelState
-from vrm.storage.base import DeliveryState, Inbound, OutboxItem, Relationship, Store
+from vrm.protocol.relationship import RelState
+from vrm.storage.base import OutboxItem, Relationship, Store
 from vrm.storage.sqlite import SqliteStore
 
 __all__ = ["Node", "NodeStatistics"]
@@ -74,6 +74,7 @@ class Node:
         features: FeatureSet | None = None,
         limits: PeerLimits | None = None,
         crash: CrashPoints | None = None,
+        transport: PeerTransport | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -87,50 +88,75 @@ class Node:
         self.supervisor = Supervisor(clock=clock, on_error=self._record_error)
         self.events = EventBus()
         self.addresses = Addresses(config)
-        self.transport = Transport(ca_file=config.tls_ca)
+        # Injectable (vrm.testing.MemoryNetwork) like httpcore's network backend.
+        self.transport: PeerTransport = (
+            transport if transport is not None else Transport(ca_file=config.tls_ca)
+        )
         self.book = RelationshipBook(store, my_role=config.role, clock=clock)
+        self._build_flows(retry_base_s, limits)
+        self.context = self._feature_context()
+        make = default_features if features is None else features
+        self.features: list[Feature] = list(make(self.context))
+        for feature in self.features:
+            self.wiring.add(feature.declarations())
+        self.connections.hook = self.wiring.connect_hook
+        self._runners: list[web.AppRunner] = []
+        self._admin_port = 0
+        self._stop_requested = asyncio.Event()
+        self._started_at = 0.0
+        self._wrote_runtime = False
+        self._home_lock: HomeLock | None = None
+        self.ready_s = 0.0
+
+    def _build_flows(self, retry_base_s: float, limits: PeerLimits | None) -> None:
+        """The outbox, units of work, connection flows and inbox, wired to each other."""
+        self._notices = Notices(self.events, self.book, kick=lambda peer: self.outbox.kick(peer))
         self.outbox = Outbox(
-            store,
+            self.store,
             self.transport,
             endpoints=self._peer_endpoints,
-            clock=clock,
+            clock=self.clock,
             spawn=self.spawn,
-            on_change=self._on_delivery_change,
+            on_change=self._notices.delivery_changed,
             retry_base_s=retry_base_s,
             health=self.supervisor,
             crash=self.crash,
         )
-        self.messenger = Messenger(identity, self.outbox, clock=clock)
-        self.works = Works(store, self.messenger, self.outbox, self.crash)
+        self.messenger = Messenger(self.identity, self.outbox, clock=self.clock)
+        self.works = Works(self.store, self.messenger, self.outbox, self.crash)
         self.connections = Connections(
-            identity=identity,
-            config=config,
+            identity=self.identity,
+            config=self.config,
             book=self.book,
             works=self.works,
-            store=store,
+            store=self.store,
             endpoints=self.endpoints,
-            clock=clock,
+            clock=self.clock,
             notify=self.events.publish,
         )
+        self.wiring = Wiring(self.connections.on_control)
         self.inbox = Inbox(
-            identity=identity,
-            store=store,
+            identity=self.identity,
+            store=self.store,
             book=self.book,
-            clock=clock,
-            handler_for=self.handler_for,
-            on_delivered=self._on_delivered,
+            clock=self.clock,
+            handler_for=self.wiring.handler_for,
+            on_delivered=self._notices.delivered,
             on_error=self._record_error,
-            personas=self._persona,
+            personas=self.wiring.persona,
             limits=limits,
             health=self.supervisor,
             works=self.works,
             crash=self.crash,
         )
-        self.context = FeatureContext(
-            identity=identity,
-            config=config,
-            clock=clock,
-            store=store,
+
+    def _feature_context(self) -> FeatureContext:
+        """The narrow view of this node that its features get."""
+        return FeatureContext(
+            identity=self.identity,
+            config=self.config,
+            clock=self.clock,
+            store=self.store,
             relationships=self.book,
             connector=self.connections,
             messenger=self.messenger,
@@ -139,18 +165,8 @@ class Node:
             worker=self.supervisor.worker,
             addresses=self.addresses,
             unit_of_work=self.works,
-            home_path=home.path if home is not None else None,
+            home_path=self.home.path if self.home is not None else None,
         )
-        make = default_features if features is None else features
-        self.features: list[Feature] = list(make(self.context))
-        self._wire_features()
-        self._runners: list[web.AppRunner] = []
-        self._admin_port = 0
-        self._stop_requested = asyncio.Event()
-        self._started_at = 0.0
-        self._wrote_runtime = False
-        self._home_lock: HomeLock | None = None
-        self.ready_s = 0.0
 
     @classmethod
     def from_home(cls, home: Home, *, passphrase: str | None = None, **kw: Any) -> Node:
@@ -167,38 +183,6 @@ class Node:
             home=home,
             **kw,
         )
-
-    def _wire_features(self) -> None:
-        """Take what each feature declares: handlers, routes, hooks, personas, resolvers."""
-        # Control messages run the relationship itself; features add their own types.
-        self._handlers: dict[str, Handler] = dict.fromkeys(
-            CONTROL_TYPES, self.connections.on_control
-        )
-        self._admin_routes: list[web.RouteDef] = []
-        self._peer_routes: list[web.RouteDef] = []
-        self._resolvers: list[EndpointResolver] = []
-        self._persona_lookups: list[Callable[[bytes], Persona | None]] = []
-        for feature in self.features:
-            decl = feature.declarations()
-            for msg_type, handler in decl.handlers.items():
-                if msg_type in self._handlers:
-                    raise NodeError(f"two handlers for message type {msg_type!r}")
-                self._handlers[msg_type] = handler
-            self._admin_routes.extend(decl.admin_routes)
-            self._peer_routes.extend(decl.peer_routes)
-            self._resolvers.extend(decl.endpoint_resolvers)
-            if decl.personas is not None:
-                self._persona_lookups.append(decl.personas)
-            for hook in decl.connect_hooks:
-                if self.connections.hook is not None:
-                    raise NodeError("two features declare a connect hook")
-                self.connections.hook = hook
-
-    def _persona(self, public_key: bytes) -> Persona | None:
-        for lookup in self._persona_lookups:
-            if (persona := lookup(public_key)) is not None:
-                return persona
-        return None
 
     def feature(self, kind: type[F]) -> F:
         """The running feature of type ``kind`` (for tests, benchmarks and scripts)."""
@@ -239,7 +223,7 @@ class Node:
             lingering_time=1.0,
         )
         self._admin_port = await serve(
-            admin_app(self, self._admin_token, self._admin_routes),
+            admin_app(self, self._admin_token, self.wiring.admin_routes),
             "127.0.0.1",
             self.config.admin_port,
             self._runners,
@@ -309,7 +293,7 @@ class Node:
         app = web.Application(client_max_size=MAX_BATCH_BYTES)
         app.add_routes(self.inbox.routes())
         # Features may serve unauthenticated peer routes too (discovery's whoami).
-        app.add_routes(self._peer_routes)
+        app.add_routes(self.wiring.peer_routes)
         return app
 
     async def _check_identity(self) -> None:
@@ -338,55 +322,14 @@ class Node:
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self._admin_port}"
 
-    def handler_for(self, msg_type: str) -> Handler | None:
-        """The pre-commit handler for an inbound message type, if any."""
-        return self._handlers.get(msg_type)
-
     async def _peer_endpoints(self, did: str) -> Sequence[str]:
         rel = await self.book.get(did)
         if rel is not None and rel.endpoints:
             return rel.endpoints
-        for resolve in self._resolvers:
+        for resolve in self.wiring.resolvers:
             if found := await resolve(did):
                 return found
         return ()
-
-    # -- events ---------------------------------------------------------------------
-
-    def _on_delivered(self, delivered: list[tuple[Opened, Inbound]]) -> None:
-        # A peer that just wrote to us is reachable again: retry what waits for it
-        # now, not when its backoff (up to retry.MAX_DELAY_S) runs out.
-        for peer in {inb.peer for _, inb in delivered}:
-            self.outbox.kick(peer)
-        for opened, inb in delivered:
-            rel = self.book.cached(inb.peer)
-            if rel is not None and rel.channel.paused:
-                continue
-            self.events.publish(
-                {
-                    "event": "message",
-                    "id": inb.id,
-                    "peer": inb.peer,
-                    "name": rel.name if rel else "",
-                    "type": inb.type,
-                    "thid": inb.thid,
-                    "at": inb.received_at,
-                    "message": msgspec.Raw(opened.signed_bytes),
-                }
-            )
-
-    def _on_delivery_change(
-        self, item: OutboxItem, state: DeliveryState, reason: str | None
-    ) -> None:
-        self.events.publish(
-            {
-                "event": "delivery",
-                "id": item.id,
-                "peer": item.peer,
-                "state": state.value,
-                "reason": reason,
-            }
-        )
 
     def _record_error(self, text: str) -> None:
         self._errors.append(text)

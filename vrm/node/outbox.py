@@ -21,7 +21,7 @@ from vrm.errors import ProtocolError, Unreachable, VrmError
 from vrm.node.committer import GroupCommitter
 from vrm.node.crashpoints import CrashPoints
 from vrm.node.supervisor import Health
-from vrm.node.transport import Transport
+from vrm.node.transport import PeerTransport
 from vrm.protocol.framing import MAX_BATCH, MAX_BATCH_BYTES, Ack
 from vrm.protocol.retry import next_attempt
 from vrm.storage.base import DeliveryState, OutboxItem, Store
@@ -65,7 +65,7 @@ class Outbox:
     def __init__(
         self,
         store: Store,
-        transport: Transport,
+        transport: PeerTransport,
         *,
         endpoints: Resolver,
         clock: Callable[[], float],

@@ -3,11 +3,14 @@
 aiohttp exceptions stop here. Every reply shape maps to one typed error: the network
 failing (or a 5xx) is ``Unreachable``, a typed refusal is its own ``ProtocolError``,
 and any other reply outside the protocol is ``BadReply``. A peer cannot raise more.
+``PeerTransport`` is the interface the outbox uses; ``vrm.testing.MemoryNetwork``
+implements it without sockets.
 """
 
 from __future__ import annotations
 
 import ssl
+from typing import Protocol
 
 import aiohttp
 import msgspec
@@ -15,7 +18,7 @@ import msgspec
 from vrm.errors import BadReply, Malformed, ProtocolError, Unreachable, error_for_code
 from vrm.protocol.framing import BATCH_CONTENT_TYPE, Ack, decode_acks, encode_batch
 
-__all__ = ["INBOX_PATH", "Transport", "inbox_url"]
+__all__ = ["INBOX_PATH", "PeerTransport", "Transport", "inbox_url"]
 
 INBOX_PATH = "/vrm/v1/inbox"
 #: A peer that cannot answer a 4 MiB batch in 30 s is treated as down and retried.
@@ -33,6 +36,18 @@ _ONE_ACK = msgspec.json.Decoder(Ack)
 
 def inbox_url(endpoint: str) -> str:
     return endpoint.rstrip("/") + INBOX_PATH
+
+
+class PeerTransport(Protocol):
+    """How a node delivers batches to peer endpoints (the outbox's only network edge)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def post(self, endpoint: str, envelopes: list[bytes]) -> list[Ack]:
+        """One ack per envelope, or raise ``Unreachable`` or a ``ProtocolError`` for all."""
+        ...
 
 
 class Transport:

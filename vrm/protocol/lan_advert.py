@@ -6,17 +6,20 @@ and out; no sockets or zeroconf here.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from vrm.errors import MalformedRecord, UnsupportedVersion
+from vrm.errors import InvalidInput, MalformedRecord, UnsupportedVersion
 from vrm.protocol.dns_record import MAX_LABEL, MAX_TXT_STRING, record_did
 from vrm.protocol.identity import Did
 
 __all__ = [
     "LAN_TXT_VERSION",
+    "MAX_REALM_CHARS",
     "SERVICE_TYPE",
     "Advert",
+    "check_realm",
     "encode_lan_txt",
     "host_label",
     "instance_label",
@@ -31,6 +34,12 @@ LAN_TXT_VERSION = "1"
 MAX_ADVERT_NAME_BYTES = 200
 
 
+#: A realm is a short token (a random one per test, "demo-…" for the demo), not prose.
+MAX_REALM_CHARS = 64
+
+_REALM = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
 @dataclass(frozen=True, slots=True)
 class Advert:
     """What a node says about itself in its DNS-SD TXT record; a hint, never proof."""
@@ -39,10 +48,26 @@ class Advert:
     role: str
     name: str
     categories: tuple[str, ...] = ()
+    realm: str = ""
+    """The discovery realm (``[mdns] realm``); empty is the LAN's ordinary realm."""
+
+
+def check_realm(text: str) -> str:
+    """``text`` as a realm (lower case), or ``InvalidInput``; ``""`` is the default realm.
+
+    Nodes only see adverts of their own realm, so that a test run, a demo and the
+    household's nodes on one machine or LAN never list (or message) one another.
+    """
+    realm = text.strip().lower()
+    if realm and (len(realm) > MAX_REALM_CHARS or not _REALM.match(realm)):
+        raise InvalidInput(
+            f"realm {text[:80]!r} must be up to {MAX_REALM_CHARS} characters of a-z, 0-9, '.', '_', '-'"
+        )
+    return realm
 
 
 def encode_lan_txt(advert: Advert) -> dict[str, str]:
-    """TXT keys for ``advert``: ``v``, ``id``, ``role``, ``name`` and, for vendors, ``cat``.
+    """TXT keys: ``v``, ``id``, ``role``, ``name``, ``realm`` if set and, for vendors, ``cat``.
 
     The name is cut to ``MAX_ADVERT_NAME_BYTES`` and the category list to what fits in one
     255-byte TXT string (RFC 6763 §6.1); categories holding a comma are left out.
@@ -53,6 +78,8 @@ def encode_lan_txt(advert: Advert) -> dict[str, str]:
         "role": advert.role,
         "name": _cut_utf8(advert.name, MAX_ADVERT_NAME_BYTES),
     }
+    if advert.realm:
+        txt["realm"] = advert.realm
     if advert.role == "vendor" and advert.categories:
         room = MAX_TXT_STRING - len("cat=")
         kept: list[str] = []
@@ -88,7 +115,11 @@ def parse_lan_txt(properties: Mapping[bytes, bytes | None]) -> Advert:
         raise MalformedRecord(f"advert role must be person or vendor, not {role[:20]!r}")
     cats = tuple(c.strip() for c in txt.get("cat", "").split(",") if c.strip())
     name = txt.get("name", "").strip()[:256] or did.short()
-    return Advert(did=did, role=role, name=name, categories=cats)
+    try:
+        realm = check_realm(txt.get("realm", ""))
+    except InvalidInput as exc:
+        raise MalformedRecord(f"advert {exc.message}") from exc
+    return Advert(did=did, role=role, name=name, categories=cats, realm=realm)
 
 
 def instance_label(name: str, did: str) -> str:

@@ -1,7 +1,7 @@
 """``SqliteDatabase``: the ``Database`` seam on one SQLite file, on one thread of its own.
 
-A stdlib ``sqlite3`` connection lives on a single-worker thread pool; every call is one
-``run_in_executor`` trip. ``write(fn)`` runs a whole sync transaction in one trip (the
+A stdlib ``sqlite3`` connection lives on a ``Worker`` thread; every call is one trip
+there. ``write(fn)`` runs a whole sync transaction in one trip (the
 hot paths), ``transaction()`` an async one; both share one write lock. sqlite errors
 leave this module as ``StorageError``, mapped in ``_map_errors`` only.
 """
@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from vrm.errors import StorageBusy, StorageError
 from vrm.storage.database import Args, Row
+from vrm.storage.worker import Worker
 
 __all__ = ["SqliteDatabase", "SqliteTx", "Synchronous", "migrations"]
 
@@ -36,20 +36,16 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(out)
 
 
-@contextlib.contextmanager
-def _map_errors() -> Iterator[None]:
-    """The one place sqlite errors become ``StorageError``.
+def _map_errors(exc: sqlite3.Error) -> StorageError:
+    """The one place sqlite errors become ``StorageError`` (raise it ``from exc``).
 
     "database is locked" (SQLITE_BUSY/LOCKED) and "database or disk is full"
     (SQLITE_FULL) clear by themselves: they become ``StorageBusy``, which the node
     retries; everything else is a plain ``StorageError``.
     """
-    try:
-        yield
-    except sqlite3.Error as exc:
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _TRANSIENT:
-            raise StorageBusy(f"database busy: {exc}") from exc
-        raise StorageError(f"database error: {exc}") from exc
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _TRANSIENT:
+        return StorageBusy(f"database busy: {exc}")
+    return StorageError(f"database error: {exc}")
 
 
 #: Result codes that clear by themselves: another connection holds the lock past
@@ -64,14 +60,14 @@ class SqliteDatabase:
         self.path = Path(path)
         self.synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._worker: Worker | None = None
         # Serialises transactions: a second writer's BEGIN must not land inside the
         # first one's multi-trip transaction on the shared connection.
         self._write_lock = asyncio.Lock()
 
     async def open(self) -> None:
         """Connect on the database thread, set the pragmas and apply migrations."""
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vrm-sqlite")
+        self._worker = Worker("vrm-sqlite")
         try:
             await self._call(self._connect)
         except BaseException:
@@ -93,16 +89,14 @@ class SqliteDatabase:
         self._conn = conn
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is None:
+        worker, self._worker = self._worker, None
+        if worker is None:
             return
         try:
             if self._conn is not None:
-                with _map_errors():
-                    await asyncio.get_running_loop().run_in_executor(pool, self._close_conn)
+                await self._call(self._close_conn, worker)
         finally:
-            # The worker has nothing left to run: it ends at once, no waiting needed.
-            pool.shutdown(wait=False)
+            worker.stop()  # it ends at once: nothing is left to run
 
     def _close_conn(self) -> None:
         conn, self._conn = self._conn, None
@@ -111,14 +105,17 @@ class SqliteDatabase:
 
     @property
     def is_open(self) -> bool:
-        return self._pool is not None and self._conn is not None
+        return self._worker is not None and self._conn is not None
 
-    async def _call(self, fn: Callable[[], T]) -> T:
-        """One trip to the database thread."""
-        if self._pool is None:
+    async def _call(self, fn: Callable[[], T], worker: Worker | None = None) -> T:
+        """One trip to the database thread (a try block: cheaper than a context manager)."""
+        worker = worker or self._worker
+        if worker is None:
             raise StorageError("store is not open")
-        with _map_errors():
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+        try:
+            return await worker.submit(fn)
+        except sqlite3.Error as exc:
+            raise _map_errors(exc) from exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

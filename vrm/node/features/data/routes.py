@@ -16,11 +16,11 @@ from aiohttp import web
 from vrm.errors import InvalidInput, NotFound
 from vrm.node.archive import export_archive
 from vrm.node.features.data.service import DataService
+from vrm.node.features.data.store import Grant, fanout_status
 from vrm.node.http import int_param, json_response, read_json, str_field
 from vrm.protocol import profile as pf
 from vrm.protocol.agreement import Agreement, verify_agreement
 from vrm.storage.base import DeliveryState
-from vrm.storage.data import Grant, fanout_status
 
 __all__ = ["DataApi", "agreement_summary", "grant_view"]
 

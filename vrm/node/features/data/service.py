@@ -1,8 +1,9 @@
 """The personal data store service: profile, grants, update-everywhere, the vendor's
 held values, and the agreement logs that record every grant event on both sides.
 
-Flows are in docs/data.md. Handlers run before the inbound commit and are
-idempotent: an entry already in the agreement log means the event was applied.
+Flows are in docs/data.md. This module is the owner's side (profile, share, revoke,
+update-everywhere, expiry); inbound grant events are in ``holder.py`` and the
+agreement log in ``ledger.py``. Every operation is one unit of work.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -20,24 +20,22 @@ from typing import Any
 from vrm.errors import (
     Conflict,
     InvalidInput,
-    Malformed,
     NotFound,
-    Refused,
     VrmError,
 )
 from vrm.node.context import FeatureContext
 from vrm.node.feature import Handler
+from vrm.node.features.data.holder import Holder
+from vrm.node.features.data.ledger import Ledger, values_digest
+from vrm.node.features.data.store import DataStore, FanoutItem, Grant
 from vrm.node.messenger import Outgoing
 from vrm.node.work import Work
 from vrm.protocol import profile as pf
-from vrm.protocol.agreement import Agreement, Entry, append_entry, new_entry
-from vrm.protocol.envelope import Opened
-from vrm.protocol.grants import GrantDeleted, GrantRevoke, GrantShare, GrantUpdate
-from vrm.protocol.messages import Body, encode_canonical
+from vrm.protocol.agreement import Agreement
+from vrm.protocol.grants import GrantRevoke, GrantShare, GrantUpdate
 from vrm.protocol.relationship import RelState
 from vrm.protocol.terms import parse_policy
 from vrm.storage.base import Relationship
-from vrm.storage.data import DataStore, FanoutItem, Grant
 
 __all__ = ["DataService", "UpdateResult", "values_digest"]
 
@@ -46,11 +44,6 @@ log = logging.getLogger("vrm.data")
 #: The sweep wakes at least this often even with no expiry due, so a changed clock
 #: or a missed wake-up delays a removal by at most this long.
 SWEEP_MAX_SLEEP_S = 60.0
-
-
-def values_digest(values: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of shared values; the log holds this, not the data."""
-    return hashlib.sha256(encode_canonical(dict(values))).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +63,9 @@ class DataService:
         self.ctx = ctx
         self.db = DataStore(ctx.database())
         self.policy, self.catalogue = parse_policy(ctx.config.extra.get("terms", {}))
+        self.ledger = Ledger(ctx, self.db)
         self._wake = asyncio.Event()
+        self.holder = Holder(ctx, self.db, self.ledger, self._wake.set)
         self._sweeping = False
 
     @property
@@ -83,12 +78,7 @@ class DataService:
     # -- handlers -----------------------------------------------------------------------
 
     def handlers(self) -> dict[str, Handler]:
-        return {
-            "grant.share": self._on_share,
-            "grant.update": self._on_update,
-            "grant.revoke": self._on_revoke,
-            "grant.deleted": self._on_deleted,
-        }
+        return self.holder.handlers()
 
     async def start(self) -> None:
         # A restored node at a new address is announced by the discovery service's
@@ -107,20 +97,6 @@ class DataService:
         if rel.state is not RelState.ACTIVE:
             raise Conflict(f"relationship with {rel.name} is {rel.state.value}, not active")
         return rel
-
-    def _entry(
-        self, agreement: Agreement | None, type: str, data: dict[str, Any]
-    ) -> tuple[Agreement | None, Entry | None]:
-        if agreement is None or not agreement.complete:
-            return None, None
-        entry = new_entry(agreement, self.ctx.identity, type, data, now=self.now())
-        return append_entry(agreement, entry), entry
-
-    async def _agreement_for(self, grant: Grant) -> Agreement | None:
-        if grant.agreement is None:
-            return None
-        row = await self.db.agreement(grant.agreement)
-        return None if row is None else row.agreement
 
     # -- person: profile and grants -------------------------------------------------------
 
@@ -158,7 +134,7 @@ class DataService:
             values = {p: pf.value_at(profile, p) for p in paths}
             agreement = docs.get(g.agreement) if g.agreement else None
             data = {"grant": g.id, "paths": paths, "values_sha256": values_digest(values)}
-            agreement, entry = self._entry(agreement, "grant.update", data)
+            agreement, entry = self.ledger.entry(agreement, "grant.update", data)
             if agreement is not None:
                 docs[agreement.id] = changed[agreement.id] = agreement
             body = GrantUpdate(grant=g.id, values=values, agreement=g.agreement, entry=entry)
@@ -217,7 +193,7 @@ class DataService:
                 "until": None if until is None else int(until),
                 "values_sha256": values_digest(values),
             }
-            agreement, entry = self._entry(agreement, "grant.share", data)
+            agreement, entry = self.ledger.entry(agreement, "grant.share", data)
             body = GrantShare(
                 grant=grant.id,
                 values=values,
@@ -226,30 +202,9 @@ class DataService:
                 agreement=grant.agreement,
                 entry=entry,
             )
-            await self._commit_and_send(work, grant, "share", paths, purpose, agreement, body)
+            await self.ledger.commit_and_send(work, grant, "share", paths, purpose, agreement, body)
             work.after_commit(self._wake.set)
         return grant
-
-    async def _commit_and_send(
-        self,
-        work: Work,
-        grant: Grant,
-        kind: str,
-        paths: Sequence[str],
-        detail: str,
-        agreement: Agreement | None,
-        body: Body,
-        drop: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        await self.db.write(
-            now=self.now(),
-            grants=[grant],
-            events=[(grant.id, kind, paths, detail, None)],
-            agreements=[(agreement, grant.peer)] if agreement else [],
-            drop_values=drop,
-            tx=work.tx,
-        )
-        await work.send(Outgoing(grant.peer, body))
 
     async def revoke(
         self, *, grant_id: str | None, peer_ref: str | None, paths: Sequence[str]
@@ -285,169 +240,12 @@ class DataService:
         if not left:
             updated = replace(updated, state="revoked", ended=now)
         data = {"grant": g.id, "paths": gone}
-        agreement, entry = self._entry(await self._agreement_for(g), "grant.revoke", data)
+        agreement, entry = self.ledger.entry(
+            await self.ledger.agreement_for(g), "grant.revoke", data
+        )
         body = GrantRevoke(grant=g.id, paths=gone, agreement=g.agreement, entry=entry)
-        await self._commit_and_send(work, updated, "revoke", gone, "", agreement, body)
+        await self.ledger.commit_and_send(work, updated, "revoke", gone, "", agreement, body)
         return updated
-
-    # -- inbound grant events ---------------------------------------------------------------
-
-    async def _log(
-        self, opened: Opened, body: GrantShare | GrantUpdate | GrantRevoke | GrantDeleted
-    ) -> tuple[Agreement | None, bool]:
-        """Check the event's log entry and extend our copy; (agreement, already applied)."""
-        if body.agreement is None or body.entry is None:
-            if body.agreement is not None or body.entry is not None:
-                raise Malformed("an agreement id and its entry come together")
-            return None, False
-        row = await self.db.agreement(body.agreement)
-        if row is None or row.peer != opened.sender:
-            raise Refused(f"no agreement {body.agreement} with the sender")
-        entry = body.entry
-        if (
-            entry.by != opened.sender
-            or entry.type != body.TYPE
-            or entry.data.get("grant") != body.grant
-        ):
-            raise Refused("the log entry does not record this event by its sender")
-        digest = entry.data.get("values_sha256")
-        values = getattr(body, "values", None)
-        if values is not None and digest != values_digest(values):
-            raise Refused("the log entry's values_sha256 does not match the values")
-        before = len(row.agreement.log)
-        try:
-            doc = append_entry(row.agreement, entry)
-        except (Conflict, InvalidInput) as exc:
-            raise Refused(f"log entry refused: {exc.message}") from exc
-        return doc, len(doc.log) == before
-
-    def _validated(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        today = dt.datetime.fromtimestamp(self.now() + 86400, dt.UTC).date()
-        try:
-            return {p: pf.validate_at(p, v, today=today) for p, v in values.items()}
-        except InvalidInput as exc:
-            raise Malformed(f"shared value refused: {exc.message}") from exc
-
-    async def _on_share(self, opened: Opened, work: Work) -> None:
-        body = opened.message.body
-        assert isinstance(body, GrantShare)
-        values = self._validated(body.values)
-        if await self.db.grant(body.grant) is not None:
-            return
-        doc, _ = await self._log(opened, body)
-        grant = Grant(
-            id=body.grant,
-            direction="in",
-            peer=opened.sender,
-            paths=tuple(sorted(values)),
-            purpose=body.purpose,
-            until=body.until,
-            created=self.now(),
-            state="active",
-            agreement=body.agreement,
-        )
-        await self.db.write(
-            now=self.now(),
-            grants=[grant],
-            events=[(grant.id, "share", grant.paths, body.purpose, None)],
-            agreements=[(doc, opened.sender)] if doc else [],
-            put_values=[
-                (grant.id, opened.sender, p, v) for p, v in values.items() if v is not None
-            ],
-            tx=work.tx,
-        )
-        work.after_commit(self._wake.set)
-        self._publish(work, "customer.shared", opened.sender, grant.id, list(grant.paths))
-
-    async def _inbound_grant(self, opened: Opened, grant_id: str) -> Grant:
-        g = await self.db.grant(grant_id)
-        if g is None or g.direction != "in" or g.peer != opened.sender:
-            raise Refused(f"no grant {grant_id} from the sender")
-        return g
-
-    async def _on_update(self, opened: Opened, work: Work) -> None:
-        body = opened.message.body
-        assert isinstance(body, GrantUpdate)
-        values = self._validated(body.values)
-        g = await self._inbound_grant(opened, body.grant)
-        if g.state != "active":
-            return  # revoked or expired here: the value must not come back
-        stray = set(values) - set(g.paths)
-        if stray:
-            raise Refused(f"grant {g.id} does not cover {', '.join(sorted(stray))}")
-        doc, applied = await self._log(opened, body)
-        if applied:
-            return
-        await self.db.write(
-            now=self.now(),
-            events=[(g.id, "update", sorted(values), "", None)],
-            agreements=[(doc, g.peer)] if doc else [],
-            put_values=[(g.id, g.peer, p, v) for p, v in values.items() if v is not None],
-            drop_values=[(g.id, p) for p, v in values.items() if v is None],
-            tx=work.tx,
-        )
-        self._publish(work, "customer.updated", g.peer, g.id, sorted(values))
-
-    async def _on_revoke(self, opened: Opened, work: Work) -> None:
-        body = opened.message.body
-        assert isinstance(body, GrantRevoke)
-        g = await self._inbound_grant(opened, body.grant)
-        doc, applied = await self._log(opened, body)
-        if applied:
-            return
-        gone = [p for p in g.paths if not body.paths or p in body.paths]
-        await self._delete(g, gone, "revoked", doc, work)
-
-    async def _delete(
-        self, g: Grant, gone: Sequence[str], reason: str, doc: Agreement | None, work: Work
-    ) -> None:
-        """Vendor side: drop values, record it, and send the signed deletion receipt."""
-        now = self.now()
-        left = tuple(p for p in g.paths if p not in gone)
-        state = g.state if left else ("expired" if reason == "expired" else "revoked")
-        updated = replace(g, paths=left or g.paths, state=state, ended=None if left else now)
-        data = {"grant": g.id, "paths": list(gone), "reason": reason}
-        if doc is None:
-            doc = await self._agreement_for(g)
-        doc, entry = self._entry(doc, "grant.deleted", data)
-        body = GrantDeleted(
-            grant=g.id,
-            paths=list(gone),
-            at=int(now),
-            reason="expired" if reason == "expired" else "revoked",
-            agreement=g.agreement if entry else None,
-            entry=entry,
-        )
-        await self._commit_and_send(
-            work, updated, "deleted", gone, reason, doc, body, drop=[(g.id, p) for p in gone]
-        )
-        await self.db.purge_messages(grant_id=g.id, tx=work.tx)
-        self._publish(work, "customer.deleted", g.peer, g.id, list(gone))
-
-    async def _on_deleted(self, opened: Opened, work: Work) -> None:
-        body = opened.message.body
-        assert isinstance(body, GrantDeleted)
-        g = await self.db.grant(body.grant)
-        if g is None or g.direction != "out" or g.peer != opened.sender:
-            raise Refused(f"no grant {body.grant} of ours with the sender")
-        doc, applied = await self._log(opened, body)
-        if applied:
-            return
-        done = g.state == "active" and body.reason == "expired" and set(body.paths) >= set(g.paths)
-        updated = replace(g, state="expired", ended=self.now()) if done else g
-        receipt = opened.signature + opened.signed_bytes
-        await self.db.write(
-            now=self.now(),
-            grants=[updated],
-            events=[(g.id, "deleted", body.paths, body.reason, receipt)],
-            agreements=[(doc, g.peer)] if doc else [],
-            tx=work.tx,
-        )
-        self._publish(work, "grant.deleted", g.peer, g.id, list(body.paths))
-
-    def _publish(self, work: Work, event: str, peer: str, grant: str, paths: list[str]) -> None:
-        data = {"event": event, "peer": peer, "grant": grant, "paths": paths}
-        work.after_commit(lambda: self.ctx.events.publish(data))
 
     # -- expiry -----------------------------------------------------------------------------
 
@@ -457,7 +255,7 @@ class DataService:
         async with self.ctx.unit_of_work() as work:
             for g in await self.db.due_grants(now=self.now()):
                 if g.direction == "in":
-                    await self._delete(g, list(g.paths), "expired", None, work)
+                    await self.holder.delete(g, list(g.paths), "expired", None, work)
                 else:
                     expired = replace(g, state="expired", ended=self.now())
                     await self.db.write(

@@ -14,6 +14,7 @@ import msgspec
 
 from vrm.errors import BadSignature, InvalidInput, Refused
 from vrm.node.feature import Handler
+from vrm.node.features.data.events import AgreementSigned, TermsRefused
 from vrm.node.features.data.service import DataService
 from vrm.node.messenger import Outgoing
 from vrm.node.work import Work
@@ -152,7 +153,7 @@ class TermsFlow:
             raise Refused("a party countersigns only for itself")
         done = countersign(row.agreement, body.signature)
         await self.svc.db.put_agreement(done, opened.sender, now=self.svc.now(), tx=work.tx)
-        event = {"event": "agreement", "id": done.id, "peer": opened.sender, "kind": done.kind}
+        event = AgreementSigned(done.id, opened.sender, done.kind)
         work.after_commit(lambda: self.ctx.events.publish(event))
 
     # -- person side -------------------------------------------------------------------
@@ -185,7 +186,7 @@ class TermsFlow:
         (my_sig,) = [s for s in signed.signatures if s.by == self.svc.me]
         await work.send(Outgoing(opened.sender, AgreementSign(agreement=a.id, signature=my_sig)))
         await self.svc.db.drop_proffer(opened.sender, "out", tx=work.tx)
-        event = {"event": "agreement", "id": a.id, "peer": opened.sender, "kind": a.kind}
+        event = AgreementSigned(a.id, opened.sender, a.kind)
         work.after_commit(lambda: self.ctx.events.publish(event))
 
     async def _on_refuse(self, opened: Opened, work: Work) -> None:
@@ -198,5 +199,5 @@ class TermsFlow:
             )
         await self.answered(opened.sender, False, body.reason, work)
         await self.svc.db.drop_proffer(opened.sender, "out", tx=work.tx)
-        event = {"event": "terms.refused", "peer": opened.sender, "reason": body.reason}
+        event = TermsRefused(opened.sender, body.reason)
         work.after_commit(lambda: self.ctx.events.publish(event))

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from vrm.errors import ConfigError, InvalidInput
+from vrm.node.events import Event
+from vrm.node.features.discovery.events import EndpointsMoved
 from vrm.protocol.discovery import MAX_ENDPOINTS, check_endpoint
 from vrm.storage.base import Store
 
@@ -36,7 +38,7 @@ class EndpointTracker:
         store: Store,
         endpoints: Callable[[], Sequence[str]],
         announce: Callable[[], Awaitable[int]],
-        notify: Callable[[dict[str, object]], None],
+        notify: Callable[[Event], None],
     ) -> None:
         self._store = store
         self._endpoints = endpoints
@@ -57,9 +59,7 @@ class EndpointTracker:
             return False  # first start: nobody knows an older endpoint
         self.last_told = await self._announce()
         log.info("endpoints moved %s -> %s; told %d peers", before, now, self.last_told)
-        self._notify(
-            {"event": "endpoints", "before": before, "endpoints": now, "told": self.last_told}
-        )
+        self._notify(EndpointsMoved(before, now, self.last_told))
         return True
 
 

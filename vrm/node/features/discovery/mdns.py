@@ -26,11 +26,12 @@ from zeroconf import (
 )
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from vrm.errors import ConfigError, ProtocolError
+from vrm.errors import ConfigError, InvalidInput, ProtocolError
 from vrm.node.config import NodeConfig
 from vrm.protocol.discovery import (
     SERVICE_TYPE,
     Advert,
+    check_realm,
     encode_lan_txt,
     host_label,
     instance_label,
@@ -60,6 +61,9 @@ class MdnsConfig:
     """Announce this node; false keeps a private node out of others' `vrm peers`."""
     interfaces: tuple[str, ...] = ()
     """IP addresses to use, or ``("all",)``; empty: the peer endpoint's bind address."""
+    realm: str = ""
+    """Only adverts of this realm are seen, and ours carries it (TXT ``realm``); empty is
+    the LAN's ordinary realm. Tests and the demo each take a random one."""
 
     @classmethod
     def from_node(cls, cfg: NodeConfig) -> MdnsConfig:
@@ -80,7 +84,14 @@ class MdnsConfig:
                 _ip(item)
         if not interfaces:
             enabled = False
-        return cls(enabled=enabled, advertise=advertise, interfaces=interfaces)
+        realm = section.get("realm", "")
+        if not isinstance(realm, str):
+            raise ConfigError("[mdns] realm must be a string")
+        try:
+            realm = check_realm(realm)
+        except InvalidInput as exc:
+            raise ConfigError(f"[mdns] {exc.message}") from None
+        return cls(enabled=enabled, advertise=advertise, interfaces=interfaces, realm=realm)
 
     @property
     def all_interfaces(self) -> bool:
@@ -289,6 +300,10 @@ class Mdns:
             advert = parse_lan_txt(info.properties)
         except ProtocolError as exc:
             log.info("mDNS: ignoring advert %r: %s", name, exc.message)
+            return
+        if advert.realm != self.config.realm:
+            # Another realm's node (a demo, another test run): not ours to list or use.
+            log.debug("mDNS: ignoring %r of realm %r", name, advert.realm)
             return
         if advert.did == self._advert.did:
             return  # our own advert (or a copy of it: nothing to connect to)

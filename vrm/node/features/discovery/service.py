@@ -28,6 +28,7 @@ from vrm.errors import (
 from vrm.node.context import FeatureContext
 from vrm.node.features.discovery.dns import DnsResolver, dns_config, parse_nameserver, publish
 from vrm.node.features.discovery.endpoints import EndpointTracker, set_public_urls
+from vrm.node.features.discovery.events import PeerSighted
 from vrm.node.features.discovery.mdns import ALL_INTERFACES, Mdns, MdnsConfig, Sighting
 from vrm.protocol.discovery import (
     MAX_ENDPOINTS,
@@ -89,6 +90,7 @@ class Discovery:
                 role=ctx.config.role,
                 name=ctx.config.name,
                 categories=ctx.config.categories,
+                realm=self.mdns_config.realm,
             ),
             port=lambda: ctx.addresses.peer_port,
             clock=ctx.clock,
@@ -146,7 +148,7 @@ class Discovery:
 
     def _on_sighting(self, change: str, s: Sighting) -> None:
         rel = self.ctx.relationships.cached(s.advert.did)
-        self.ctx.events.publish({"event": "peer", "change": change, **sighting_view(s, rel)})
+        self.ctx.events.publish(PeerSighted(change, sighting_view(s, rel)))
 
     # -- peers and connecting ----------------------------------------------------------
 
@@ -325,6 +327,7 @@ class Discovery:
                 "enabled": self.mdns_config.enabled,
                 "advertise": self.mdns_config.advertise,
                 "interfaces": list(self.mdns_config.interfaces),
+                "realm": self.mdns_config.realm,
                 "addresses": list(self.mdns.addresses),
                 "all": ALL_INTERFACES in self.mdns_config.interfaces,
             },

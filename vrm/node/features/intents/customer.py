@@ -11,53 +11,43 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import msgspec
-
 from vrm.errors import (
-    BadSignature,
     Conflict,
-    Expired,
-    IntentClosed,
     InvalidInput,
     NotFound,
-    OfferExpired,
-    Refused,
 )
 from vrm.node.context import FeatureContext
 from vrm.node.feature import Handler
+from vrm.node.features.intents.cast import CastRequest, Plan, check_acceptable, intent_body
+from vrm.node.features.intents.customer_inbound import CustomerInbound, KeepOrder
 from vrm.node.features.intents.pseudonyms import Pseudonyms
 from vrm.node.features.intents.seen import SeenVendor, VendorSource
+from vrm.node.features.intents.store import (
+    IntentRecord,
+    IntentStore,
+    OfferRecord,
+    Target,
+    order_record,
+)
 from vrm.node.messenger import Outgoing
 from vrm.node.work import Work
 from vrm.protocol.agreement import (
     Agreement,
     Party,
-    agreement_hash,
     propose,
     sign_agreement,
-    verify_agreement,
 )
-from vrm.protocol.envelope import Opened
 from vrm.protocol.identity import Identity
 from vrm.protocol.intents import (
-    MAX_INTENT_TTL_S,
     ORDER_KIND,
     Intent,
     IntentClosedNotice,
-    IntentDecline,
     IntentEvent,
     IntentState,
-    Money,
-    Offer,
     OfferAccept,
-    OfferState,
-    OrderAgreement,
-    OrderNotice,
     effective_state,
     intent_transition,
     order_content,
@@ -67,53 +57,15 @@ from vrm.protocol.messages import Body, ConnectRequest
 from vrm.protocol.relationship import RelState
 from vrm.protocol.whoami import Whoami
 from vrm.storage.base import OutboxItem
-from vrm.storage.intents import (
-    IntentRecord,
-    IntentStore,
-    OfferRecord,
-    OrderRecord,
-    Target,
-    order_record,
-)
 
 #: Asks each endpoint to prove it holds ``did``'s key; the proven URL and the answer.
 Prove = Callable[[str, Sequence[str]], Awaitable[tuple[Whoami, str]]]
-#: Files an order agreement with the node's other agreements, in the caller's work.
-KeepOrder = Callable[[OrderRecord, Work], Awaitable[None]]
 
 __all__ = ["CastRequest", "CustomerSide", "KeepOrder", "Prove"]
 
+
 #: The display name a pseudonym gives vendors.
 ANONYMOUS_NAME = "anonymous"
-
-
-@dataclass(frozen=True, slots=True)
-class CastRequest:
-    """What ``vrm intent cast`` asks for, as parsed by the admin API."""
-
-    category: str
-    text: str
-    where: str | None = None
-    start: date | None = None
-    end: date | None = None
-    max_price: str | None = None
-    currency: str | None = None
-    want: Mapping[str, str] = field(default_factory=dict)
-    expires_s: int = 48 * 3600
-    to: Sequence[str] = ()
-    anonymous: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """One vendor to send the intent to, and how to reach it."""
-
-    did: str
-    name: str
-    via: str
-    endpoints: tuple[str, ...] = ()
-    token: str | None = None
-    connected: bool = True
 
 
 class CustomerSide:
@@ -134,6 +86,7 @@ class CustomerSide:
         self._keep_order = keep_order
         self._prove_with = prove
         self._agreed: dict[str, asyncio.Event] = {}
+        self.inbound = CustomerInbound(ctx, db, keep_order, self._agreed)
 
     def seen_vendors(self) -> list[SeenVendor]:
         out: dict[str, SeenVendor] = {}
@@ -144,19 +97,14 @@ class CustomerSide:
         return list(out.values())
 
     def handlers(self) -> dict[str, Handler]:
-        return {
-            "offer": self._on_offer,
-            "intent.decline": self._on_decline,
-            "order.agreement": self._on_agreement,
-            "order.notice": self._on_notice,
-        }
+        return self.inbound.handlers()
 
     # -- cast -----------------------------------------------------------------------------
 
     async def cast(self, req: CastRequest) -> tuple[IntentRecord, list[Target]]:
         """Send a new intent to every chosen vendor at once; return it and its targets."""
         now = self.ctx.now()
-        body = _intent_body(req, intent_id=os.urandom(16).hex(), now=now)
+        body = intent_body(req, intent_id=os.urandom(16).hex(), now=now)
         plans = await self._plans(req, body.category)
         salt = os.urandom(32) if req.anonymous else None
         persona = None
@@ -182,8 +130,8 @@ class CustomerSide:
         assert stored is not None
         return stored, targets
 
-    async def _plans(self, req: CastRequest, category: str) -> list[_Plan]:
-        plans: dict[str, _Plan] = {}
+    async def _plans(self, req: CastRequest, category: str) -> list[Plan]:
+        plans: dict[str, Plan] = {}
         for ref in req.to:
             plan = await self._plan_for(ref.strip())
             plans.setdefault(plan.did, plan)
@@ -197,17 +145,17 @@ class CustomerSide:
             )
         return list(plans.values())
 
-    async def _plan_for(self, ref: str) -> _Plan:
+    async def _plan_for(self, ref: str) -> Plan:
         if ref.startswith(INVITATION_PREFIX):
             inv = parse_invitation(ref, now=self.ctx.now())
             rel = await self.ctx.relationships.get(inv.did)
             if rel is not None and rel.state is RelState.ACTIVE:
-                return _Plan(rel.did, rel.name, "relationship", rel.endpoints)
-            return _Plan(inv.did, inv.name, "invitation", tuple(inv.endpoints), inv.token, False)
+                return Plan(rel.did, rel.name, "relationship", rel.endpoints)
+            return Plan(inv.did, inv.name, "invitation", tuple(inv.endpoints), inv.token, False)
         rel = await self.ctx.relationships.resolve(ref)
         if rel.state is not RelState.ACTIVE:
             raise Conflict(f"relationship with {rel.name} is {rel.state.value}, not active")
-        return _Plan(rel.did, rel.name, "relationship", rel.endpoints)
+        return Plan(rel.did, rel.name, "relationship", rel.endpoints)
 
     async def vendors(self, category: str | None) -> list[dict[str, Any]]:
         """The vendors ``--to-category`` would reach (all known vendors without a category)."""
@@ -247,10 +195,10 @@ class CustomerSide:
             )
         return list(out.values())
 
-    async def _by_category(self, category: str) -> list[_Plan]:
+    async def _by_category(self, category: str) -> list[Plan]:
         cats = await self.db.categories()
         plans = [
-            _Plan(r.did, r.name, "relationship", r.endpoints)
+            Plan(r.did, r.name, "relationship", r.endpoints)
             for r in await self.ctx.relationships.all()
             if r.state is RelState.ACTIVE and category in cats.get(r.did, ())
         ]
@@ -261,11 +209,11 @@ class CustomerSide:
             rel = await self.ctx.relationships.get(v.did)
             if rel is not None and rel.state in (RelState.BLOCKED, RelState.DELETED):
                 continue
-            plans.append(_Plan(v.did, v.name, "discovery", v.endpoints, None, False))
+            plans.append(Plan(v.did, v.name, "discovery", v.endpoints, None, False))
         return plans
 
     async def _prepare(
-        self, body: Intent, plans: list[_Plan], persona: Identity | None
+        self, body: Intent, plans: list[Plan], persona: Identity | None
     ) -> tuple[list[OutboxItem], list[Target]]:
         items: list[OutboxItem] = []
         targets: list[Target] = []
@@ -282,7 +230,7 @@ class CustomerSide:
             )
         return items, targets
 
-    def _persona_hello(self, plan: _Plan, persona: Identity) -> OutboxItem:
+    def _persona_hello(self, plan: Plan, persona: Identity) -> OutboxItem:
         """The pseudonym's own ``connect.request``; the intent follows in the same lane."""
         hello = ConnectRequest(
             name=ANONYMOUS_NAME,
@@ -292,7 +240,7 @@ class CustomerSide:
         )
         return self.ctx.messenger.prepare(Outgoing(plan.did, hello, as_identity=persona))
 
-    async def _connect(self, plan: _Plan) -> _Plan:
+    async def _connect(self, plan: Plan) -> Plan:
         """Ask a vendor we are not connected to for a relationship; the intent follows it."""
         endpoints = plan.endpoints
         if plan.via == "discovery":
@@ -302,7 +250,7 @@ class CustomerSide:
         )
         return plan
 
-    async def _prove(self, plan: _Plan) -> tuple[str, ...]:
+    async def _prove(self, plan: Plan) -> tuple[str, ...]:
         if self._prove_with is None:
             return plan.endpoints
         _, url = await self._prove_with(plan.did, plan.endpoints)
@@ -351,7 +299,7 @@ class CustomerSide:
         if rec is None:
             raise NotFound(f"offer {offer.id} belongs to no intent of ours")
         now = self.ctx.now()
-        _check_acceptable(rec, offer, now)
+        check_acceptable(rec, offer, now)
         target = await self.db.target(rec.id, offer.vendor)
         signer = self._signer(rec, reveal)
         agreement = propose(
@@ -408,131 +356,3 @@ class CustomerSide:
         if then is not None:
             outs += [Outgoing(v, then[1], thid=rec.id, as_identity=persona) for v in then[0]]
         await work.send_many(outs)
-
-    # -- inbound ---------------------------------------------------------------------------
-
-    async def _intent_for(self, opened: Opened, intent_id: str) -> tuple[IntentRecord, Target]:
-        """The intent ``intent_id`` as sent to this sender under this recipient, or refuse."""
-        rec = await self.db.get_intent(intent_id)
-        target = await self.db.target(intent_id, opened.sender) if rec else None
-        me = (rec.persona or self.ctx.identity.did) if rec else None
-        if rec is None or target is None or opened.message.recipient != me:
-            raise Refused(f"no intent {intent_id} was sent to you")
-        return rec, target
-
-    async def _on_offer(self, opened: Opened, work: Work) -> None:
-        body = opened.message.body
-        assert isinstance(body, Offer)
-        rec, _ = await self._intent_for(opened, body.intent)
-        now = self.ctx.now()
-        state = effective_state(rec.state, rec.expires, now)
-        if state is IntentState.EXPIRED:
-            raise Expired(f"intent {rec.id} has expired: it takes no more offers")
-        if state is not IntentState.OPEN:
-            raise Refused(f"intent {rec.id} is {state.value}: it takes no more offers")
-        if body.expires <= now:
-            raise Expired("the offer expired before it arrived")
-        offer = OfferRecord(
-            id=opened.message.id,
-            intent=rec.id,
-            vendor=opened.sender,
-            state=OfferState.OPEN,
-            price=body.price,
-            expires=body.expires,
-            received=now,
-            message=opened.signed_bytes,
-        )
-        (fresh,) = await self.db.add_offers([offer], tx=work.tx)
-        if fresh:
-            event = {
-                "event": "offer",
-                "intent": rec.id,
-                "offer": offer.id,
-                "vendor": offer.vendor,
-                "price": msgspec.to_builtins(body.price),
-            }
-            work.after_commit(lambda: self.ctx.events.publish(event))
-
-    async def _on_decline(self, opened: Opened, work: Work) -> None:
-        body = opened.message.body
-        assert isinstance(body, IntentDecline)
-        rec, _ = await self._intent_for(opened, body.intent)
-        answer = f"declined: {body.reason}".rstrip(": ")
-        await self.db.set_answer(rec.id, opened.sender, answer, tx=work.tx)
-
-    async def _on_agreement(self, opened: Opened, work: Work) -> None:
-        body = opened.message.body
-        assert isinstance(body, OrderAgreement)
-        rec, _ = await self._intent_for(opened, body.intent)
-        ours = await self.db.get_order(body.agreement.id)
-        if ours is None or ours.peer != opened.sender or ours.intent != rec.id:
-            raise Refused(f"no order agreement {body.agreement.id} is pending with you")
-        if agreement_hash(body.agreement) != agreement_hash(ours.agreement):
-            raise Refused("the agreement is not the one we signed")
-        report = verify_agreement(body.agreement)
-        if not report.ok:
-            raise BadSignature("; ".join(p.message for p in report.problems))
-        now = self.ctx.now()
-        order = order_record(
-            body.agreement, intent=rec.id, offer=ours.offer, peer=ours.peer, now=now
-        )
-        await self.db.put_order(order, tx=work.tx)
-        await self._keep_order(order, work)
-        work.after_commit(lambda: self._agreed_now(rec.id, order.id))
-
-    def _agreed_now(self, intent_id: str, agreement_id: str) -> None:
-        if (done := self._agreed.get(agreement_id)) is not None:
-            done.set()
-        event = {"event": "order.agreed", "intent": intent_id, "agreement": agreement_id}
-        self.ctx.events.publish(event)
-
-    async def _on_notice(self, opened: Opened, work: Work) -> None:
-        body = opened.message.body
-        assert isinstance(body, OrderNotice)
-        rec, _ = await self._intent_for(opened, body.intent)
-        order = await self.db.order_for(rec.id)
-        if order is None or order.peer != opened.sender:
-            raise Refused(f"you hold no accepted offer on intent {rec.id}")
-
-
-def _intent_body(req: CastRequest, *, intent_id: str, now: float) -> Intent:
-    if not 0 < req.expires_s <= MAX_INTENT_TTL_S:
-        raise InvalidInput(f"an intent expires within {MAX_INTENT_TTL_S // 86400} days")
-    max_price = None
-    if req.max_price is not None:
-        if not req.currency:
-            raise InvalidInput("give --currency with --max-price (e.g. --currency USD)")
-        max_price = Money.of(req.max_price, req.currency)
-    doc = {
-        "intent": intent_id,
-        "category": req.category.strip().lower(),
-        "text": req.text,
-        "where": req.where,
-        "from": req.start,
-        "to": req.end,
-        "max_price": max_price,
-        "want": {k.strip().lower(): v for k, v in req.want.items()},
-        "expires": int(now + req.expires_s),
-    }
-    try:
-        return msgspec.convert(doc, Intent, from_attributes=True)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput(f"intent invalid: {exc}") from None
-
-
-def _check_acceptable(rec: IntentRecord, offer: OfferRecord, now: float) -> None:
-    state = effective_state(rec.state, rec.expires, now)
-    if state in (IntentState.CLOSED, IntentState.CANCELLED):
-        raise IntentClosed(f"intent {rec.id} is {state.value}: its offers cannot be accepted")
-    if offer.state is OfferState.SUPERSEDED:
-        raise Conflict(f"offer {offer.id} was replaced by a newer offer from the same vendor")
-    if offer.state is not OfferState.OPEN:
-        raise Conflict(f"offer {offer.id} is {offer.state.value}")
-    if now >= offer.expires:
-        raise OfferExpired(f"offer {offer.id} expired at {_iso(offer.expires)}")
-
-
-def _iso(ts: int) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")

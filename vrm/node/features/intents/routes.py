@@ -17,9 +17,15 @@ from aiohttp import web
 from vrm.errors import InvalidInput, NotFound
 from vrm.node.features.intents.customer import CastRequest
 from vrm.node.features.intents.service import IntentsService
+from vrm.node.features.intents.store import (
+    IncomingIntent,
+    IntentRecord,
+    MadeOffer,
+    OfferRecord,
+    Target,
+)
 from vrm.node.http import int_param, json_response, read_json, str_field
 from vrm.protocol.intents import OfferState, effective_state
-from vrm.storage.intents import IncomingIntent, IntentRecord, MadeOffer, OfferRecord, Target
 
 __all__ = ["IntentsApi", "incoming_view", "intent_view", "offer_view"]
 

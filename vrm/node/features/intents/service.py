@@ -13,10 +13,12 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from vrm.errors import VrmError
 from vrm.node.context import FeatureContext
+from vrm.node.events import Connected
 from vrm.node.feature import Handler
 from vrm.node.features.intents.customer import CustomerSide, Prove
 from vrm.node.features.intents.pseudonyms import Pseudonyms
 from vrm.node.features.intents.seen import VendorSource
+from vrm.node.features.intents.store import IntentStore, OrderRecord
 from vrm.node.features.intents.vendor import VendorSide
 from vrm.node.messenger import Outgoing
 from vrm.node.work import Work
@@ -25,7 +27,6 @@ from vrm.protocol.envelope import Opened
 from vrm.protocol.intents import VendorCategories
 from vrm.protocol.relationship import RelState
 from vrm.storage.database import Tx
-from vrm.storage.intents import IntentStore, OrderRecord
 
 __all__ = ["IntentsService", "KeepAgreement"]
 
@@ -121,11 +122,9 @@ class IntentsService:
         async with self.ctx.events.subscribe() as events:
             while True:
                 event = await events.get()
-                if event.get("event") != "connected":
+                if not isinstance(event, Connected):
                     continue
                 try:
-                    await self.ctx.messenger.send(
-                        Outgoing(str(event["peer"]), self._categories_body())
-                    )
+                    await self.ctx.messenger.send(Outgoing(event.peer, self._categories_body()))
                 except VrmError as exc:
-                    log.warning("could not tell %s our categories: %s", event["peer"], exc)
+                    log.warning("could not tell %s our categories: %s", event.peer, exc)

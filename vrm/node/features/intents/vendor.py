@@ -28,6 +28,15 @@ from vrm.errors import (
 from vrm.node.context import FeatureContext
 from vrm.node.feature import Handler
 from vrm.node.features.intents.customer import KeepOrder
+from vrm.node.features.intents.events import IntentClosed as IntentClosedEvent
+from vrm.node.features.intents.events import IntentReceived, OrderAccepted
+from vrm.node.features.intents.store import (
+    IncomingIntent,
+    IntentStore,
+    MadeOffer,
+    OrderRecord,
+    order_record,
+)
 from vrm.node.messenger import Outgoing
 from vrm.node.work import Work
 from vrm.protocol.agreement import Agreement, countersign, sign_agreement
@@ -50,7 +59,6 @@ from vrm.protocol.intents import (
 from vrm.protocol.messages import encode_canonical
 from vrm.protocol.offer_rules import OfferRules, evaluate, parse_rules
 from vrm.storage.base import OutboxItem
-from vrm.storage.intents import IncomingIntent, IntentStore, MadeOffer, OrderRecord, order_record
 
 __all__ = ["OfferDraft", "RulesFile", "VendorSide"]
 
@@ -191,7 +199,7 @@ class VendorSide:
             return
         if out is not None:
             await work.queue([out])
-        event = {"event": "intent", "intent": body.intent, "peer": peer}
+        event = IntentReceived(body.intent, peer)
         work.after_commit(lambda: self.ctx.events.publish(event))
 
     def _prepare_offer(
@@ -307,7 +315,7 @@ class VendorSide:
         await self._keep_order(order, work)
         reply = OrderAgreement(intent=inc.id, agreement=signed)
         await work.send(Outgoing(made.peer, reply, thid=inc.id))
-        event = {"event": "order.accepted", "intent": inc.id, "offer": made.id}
+        event = OrderAccepted(inc.id, made.id)
         work.after_commit(lambda: self.ctx.events.publish(event))
 
     def _check_order(
@@ -350,7 +358,7 @@ class VendorSide:
         state = IntentState.CANCELLED if body.reason == "cancelled" else IntentState.CLOSED
         if inc.state is not IntentState.CLOSED:
             await self.db.close_incoming(inc.id, inc.peer, state, now=self.ctx.now(), tx=work.tx)
-        event = {"event": "intent.closed", "intent": inc.id, "state": state.value}
+        event = IntentClosedEvent(inc.id, state.value)
         work.after_commit(lambda: self.ctx.events.publish(event))
 
     async def order(self, intent_id: str) -> OrderRecord | None:

@@ -12,10 +12,7 @@ from typing import Any
 import msgspec
 
 from vrm.errors import InvalidInput, NotFound
-from vrm.protocol.intents import IntentState
-from vrm.protocol.messages import encode_canonical
-from vrm.storage.database import Database, Row, Tx, within
-from vrm.storage.intent_records import (
+from vrm.node.features.intents.records import (
     INCOMING_COLS,
     MADE_COLS,
     ORDER_COLS,
@@ -26,6 +23,9 @@ from vrm.storage.intent_records import (
     made_from_row,
     order_from_row,
 )
+from vrm.protocol.intents import IntentState
+from vrm.protocol.messages import encode_canonical
+from vrm.storage.database import Database, Row, Tx, within
 
 __all__ = ["MIN_PREFIX", "VendorIntents", "insert_order", "one_match"]
 

@@ -11,10 +11,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from vrm.protocol.intents import IntentState
-from vrm.protocol.messages import encode_canonical
-from vrm.storage.database import Tx, within
-from vrm.storage.intent_records import (
+from vrm.node.features.intents.records import (
     INTENT_COLS,
     OFFER_COLS,
     TARGET_COLS,
@@ -29,7 +26,10 @@ from vrm.storage.intent_records import (
     order_record,
     target_from_row,
 )
-from vrm.storage.intents_vendor import VendorIntents, insert_order, one_match
+from vrm.node.features.intents.store_vendor import VendorIntents, insert_order, one_match
+from vrm.protocol.intents import IntentState
+from vrm.protocol.messages import encode_canonical
+from vrm.storage.database import Tx, within
 
 __all__ = [
     "IncomingIntent",

@@ -12,9 +12,7 @@ from typing import Any
 
 import msgspec
 
-from vrm.protocol.agreement import Agreement, decode_agreement
-from vrm.protocol.messages import TermRef, encode_canonical
-from vrm.storage.data_records import (
+from vrm.node.features.data.records import (
     GRANT_COLS,
     AgreementRow,
     FanoutItem,
@@ -26,6 +24,8 @@ from vrm.storage.data_records import (
     grant_from_row,
     to_json,
 )
+from vrm.protocol.agreement import Agreement, decode_agreement
+from vrm.protocol.messages import TermRef, encode_canonical
 from vrm.storage.database import Database, Row, Tx, within
 
 __all__ = [
