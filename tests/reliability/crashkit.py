@@ -159,7 +159,8 @@ def make_cluster(
         init = vendor_init if role == "vendor" else ()
         node = ServeNode(tmp_path / name, name=name, role=role, init_args=init)
         config = node.home / "config.toml"
-        text = config.read_text() + "\n[mdns]\nenabled = false\n"
+        # mDNS off (``vrm init`` writes an [mdns] table with the node's own realm).
+        text = config.read_text().replace("[mdns]\n", "[mdns]\nenabled = false\n")
         if role == "vendor":
             text += vendor_config
             for fname, content in (vendor_files or {}).items():

@@ -143,16 +143,20 @@ class ServeNode:
         stdout = self.proc.stdout
         assert stdout is not None
 
+        seen: list[str] = []  # this run's ready line
+
         def pump() -> None:
             for line in stdout:
                 self.stdout_lines.append(line)
                 if '"ready"' in line:
+                    seen.append(line)
                     ready.set()
             ready.set()
 
         self._pump = threading.Thread(target=pump, daemon=True)
         self._pump.start()
-        if not ready.wait(READY_TIMEOUT_S) or self.proc.poll() is not None:
+        # At end of output (the process died) ``ready`` is set without a ready line.
+        if not ready.wait(READY_TIMEOUT_S) or not seen or self.proc.poll() is not None:
             pytest.fail(f"{self.name} did not start:\n{self.log_path.read_text()}")
         self._read_ports()
         return time.monotonic() - t0
