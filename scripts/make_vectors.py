@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import struct
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import msgspec
@@ -266,7 +268,7 @@ _ENVELOPE_CASES: list[dict[str, Any]] = [
         "body": ConnectRequest(
             name="Carol's Car Hire",
             role="vendor",
-            endpoints=["https://carol.example/vrm/v1/inbox"],
+            endpoints=["https://carol.example"],
             token="5f0c6a9e2b7d4c1a8e3f9b6d2a7c4e1f",
         ),
         "id": "202122232425262728292a2b2c2d2e2f",
@@ -288,9 +290,7 @@ _ENVELOPE_CASES: list[dict[str, Any]] = [
         "from": "bob",
         "to": "carol",
         "ephemeral": "ephemeral-5",
-        "body": EndpointUpdate(
-            endpoints=["https://bob.example/vrm/v1/inbox", "http://192.168.1.20:7700/vrm/v1/inbox"]
-        ),
+        "body": EndpointUpdate(endpoints=["https://bob.example", "http://192.168.1.20:7700"]),
         "id": "404142434445464748494a4b4c4d4e4f",
         "created": NOW + 4,
     },
@@ -599,6 +599,17 @@ def envelope_invalid_vectors() -> list[dict[str, Any]]:
     signed(exp, "expired 301 s before now", "expired", "neg-35")
     old = _canon(_raw(created=NOW - 14 * 86400 - 301))
     signed(old, "no expires, created 14 days + 301 s before now", "expired", "neg-36")
+    # v2 (§2, §9): thid is an id like any other; a request gives somewhere to answer.
+    upper = _canon(_raw(thid="000102030405060708090A0B0C0D0E0F"))
+    signed(upper, "thid in upper-case hex (ids are lowercase)", "malformed", "neg-37")
+    free = _canon(_raw(thid="order-42"))
+    signed(free, "thid that is not 32 hex digits", "malformed", "neg-38")
+    request = {"name": "Alice", "role": "person", "endpoints": []}
+    bare = _canon(_raw(type="connect.request", body=request))
+    signed(bare, "connect.request with an empty endpoints list", "no_endpoints", "neg-39")
+    request = {"name": "Alice", "role": "person"}
+    bare = _canon(_raw(type="connect.request", body=request))
+    signed(bare, "connect.request without endpoints", "no_endpoints", "neg-40")
     return [
         {
             "description": desc,
@@ -620,7 +631,7 @@ def batch_vectors() -> list[dict[str, Any]]:
     ok = [
         ("empty batch", []),
         ("one envelope", envs[:1]),
-        ("three envelopes, one of them empty", [*envs, b""]),
+        ("four envelopes, the last of them empty", [*envs, b""]),
     ]
     out: list[dict[str, Any]] = [
         {
@@ -680,6 +691,16 @@ def ack_vectors() -> list[dict[str, Any]]:
 
 # -- files ------------------------------------------------------------------------
 
+
+def _load_sibling(name: str) -> ModuleType:
+    """A module next to this script, whether it runs as a script or is loaded by a test."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 FILES: dict[str, tuple[str, Any]] = {
     "did_key": ("ed25519 did:key ids: spec examples and fixed-seed round trips", did_key_vectors),
     "did_key_invalid": (
@@ -693,6 +714,7 @@ FILES: dict[str, tuple[str, Any]] = {
     ),
     "batches": ("batch framing: valid batches and refused ones", batch_vectors),
     "acks": ("the JSON reply of the inbox", ack_vectors),
+    **_load_sibling("spec_vectors").FILES,
 }
 
 

@@ -3,7 +3,8 @@
     VrmError
     ├── ProtocolError            a peer sent something we refuse (remote-caused)
     │   ├── Malformed            (ValueError) bytes or JSON that do not parse
-    │   │   └── MalformedRecord  (ValueError) a discovery record (DNS TXT, advert) is invalid
+    │   │   ├── MalformedRecord  (ValueError) a discovery record (DNS TXT, advert) is invalid
+    │   │   └── NoEndpoints      (ValueError) a connect.request gives nowhere to answer
     │   ├── TooLarge             (ValueError) over a size or count limit
     │   ├── UnsupportedVersion   (ValueError) unknown envelope/framing version
     │   ├── UnknownType          (ValueError) a message type we do not know
@@ -17,7 +18,8 @@
     │   ├── Refused              the relationship refuses it
     │   │   ├── Blocked          the channel is blocked or deleted
     │   │   ├── TypeDenied       this message type is not allowed on the channel
-    │   │   └── NotAccepted      the relationship is not (yet) active
+    │   │   ├── NotAccepted      the relationship is not (yet) active
+    │   │   └── InvalidToken     an invitation token that is unknown, spent or expired
     │   ├── RateLimited          a channel's or a source address's rate limit is exceeded
     │   ├── TooSlow              a request did not arrive in time (slowloris)
     │   ├── ConflictingRecords   a domain publishes several nodes (different dids)
@@ -63,9 +65,11 @@ __all__ = [
     "IntentExpired",
     "InvalidDid",
     "InvalidInput",
+    "InvalidToken",
     "KeyFileError",
     "Malformed",
     "MalformedRecord",
+    "NoEndpoints",
     "NoRecord",
     "NoSuchDomain",
     "NodeError",
@@ -120,6 +124,12 @@ class Malformed(ProtocolError, ValueError):
 
 class MalformedRecord(Malformed):
     code = "malformed_record"
+
+
+class NoEndpoints(Malformed):
+    """A ``connect.request`` without endpoints: its answer could never be delivered."""
+
+    code = "no_endpoints"
 
 
 class BadReply(Malformed):
@@ -182,6 +192,12 @@ class TypeDenied(Refused):
 
 class NotAccepted(Refused):
     code = "not_accepted"
+
+
+class InvalidToken(Refused):
+    """The request's invitation token is unknown, used up or expired (sent as a reject)."""
+
+    code = "invalid_token"
 
 
 class RateLimited(ProtocolError):

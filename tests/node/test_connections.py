@@ -124,11 +124,16 @@ async def test_single_use_invitation_cannot_be_used_twice(
 
     await alice.connections.connect(invitation)
     await wait_state(eventually, alice, bob, RelState.ACTIVE)
-    await carol.connections.connect(invitation)
 
-    # The second use is not turned away, but it is not auto-accepted either.
-    await wait_state(eventually, bob, carol, RelState.PENDING)
-    assert await state_of(carol, bob) is RelState.REQUESTED
+    # §9 (v2): a spent token is answered with connect.reject, never left unanswered.
+    async with carol.events.subscribe() as events:
+        await carol.connections.connect(invitation)
+        await wait_state(eventually, carol, bob, RelState.REJECTED)
+        event = (await events.get()).as_json()
+        while event["event"] != "rejected":
+            event = (await events.get()).as_json()
+    assert event["reason"].startswith("invalid_token: ")
+    assert await state_of(bob, carol) is RelState.REJECTED
 
 
 async def test_invitation_with_two_uses_admits_two(
@@ -153,7 +158,7 @@ async def test_expired_invitation_is_refused_with_code_expired(
         role="person",
         endpoints=list(bob.endpoints()),
         token="0" * 32,
-        expires=int(time.time()) - 60,
+        expires=int(time.time()) - 3600,  # past the 300 s skew allowance
     ).encode(bob.identity)
 
     with pytest.raises(Expired) as info:

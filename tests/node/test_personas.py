@@ -133,7 +133,11 @@ async def test_persona_admission_refuses_strangers_and_types(node_factory: NodeF
     acks = await alice.inbox.receive(
         [
             envelope(stranger, Text(text="who are you"), pseudonym),
-            envelope(fake_shop, ConnectRequest(name="shop", role="vendor"), pseudonym),
+            envelope(
+                fake_shop,
+                ConnectRequest(name="shop", role="vendor", endpoints=["http://shop.example"]),
+                pseudonym,
+            ),
             envelope(fake_shop, Text(text="fine"), pseudonym),
             envelope(fake_shop, Text(text="to an identity nobody holds"), Identity.generate()),
         ]

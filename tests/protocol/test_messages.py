@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import ALICE, BOB, NOW, fixed_rng, raw_message, seal_inner, sign_inner
+from vrm.errors import Malformed, NoEndpoints
 from vrm.protocol.envelope import open_envelope, seal
 from vrm.protocol.messages import (
     BODY_TYPES,
@@ -30,10 +31,10 @@ from vrm.protocol.messages import (
 BODIES: list[Body] = [
     Text(text="hello"),
     Marketing(text="50% off"),
-    ConnectRequest(name="Alice", role="person", endpoints=["https://a.example/vrm/v1/inbox"]),
+    ConnectRequest(name="Alice", role="person", endpoints=["https://a.example"]),
     ConnectAccept(name="Hertz", role="vendor"),
     ConnectReject(reason="no thanks"),
-    EndpointUpdate(endpoints=["http://10.0.0.2:7700/vrm/v1/inbox"]),
+    EndpointUpdate(endpoints=["http://10.0.0.2:7700"]),
 ]
 
 
@@ -100,6 +101,31 @@ def test_body_defaults_are_encoded() -> None:
     # Only header fields are omitted when absent; body fields are always present.
     data = encode_canonical(ConnectAccept(name="n", role="person"))
     assert data == b'{"endpoints":[],"name":"n","role":"person"}'
+
+
+def test_empty_terms_are_written_like_every_default() -> None:
+    # v2 (§2 rule 8): no exception for connect.request's terms.
+    data = encode_canonical(ConnectRequest(name="n", role="person", endpoints=["http://a"]))
+    assert b'"terms":[]' in data and b'"note":null' in data and b'"token":null' in data
+
+
+@pytest.mark.parametrize("thid", ["AB" * 16, "ab" * 15, "ab" * 17, "order-42", ""])
+def test_thid_is_an_id_like_any_other(thid: str) -> None:
+    data = encode_canonical(raw_message({"text": "x"}, type="text", thid=thid))
+    with pytest.raises(Malformed):
+        open_envelope(seal_inner(sign_inner(data, ALICE), BOB.did), BOB, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"name": "n", "role": "person"}, {"endpoints": [], "name": "n", "role": "person"}],
+    ids=["absent", "empty"],
+)
+def test_connect_request_without_endpoints_is_no_endpoints(body: dict[str, Any]) -> None:
+    data = encode_canonical(raw_message(body, type="connect.request"))
+    with pytest.raises(NoEndpoints) as info:
+        open_envelope(seal_inner(sign_inner(data, ALICE), BOB.did), BOB, now=NOW)
+    assert isinstance(info.value, Malformed) and info.value.code == "no_endpoints"
 
 
 def test_strings_are_escaped_the_one_canonical_way() -> None:

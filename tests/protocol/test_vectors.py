@@ -46,11 +46,16 @@ def test_every_vector_file_is_well_formed() -> None:
     names = sorted(p.stem for p in VECTORS_DIR.glob("*.json"))
     assert names == [
         "acks",
+        "agreements",
+        "agreements_invalid",
         "batches",
         "did_key",
         "did_key_invalid",
         "envelopes",
         "envelopes_invalid",
+        "invitations",
+        "invitations_invalid",
+        "term_hashes",
     ]
     for name in names:
         vectors = load_vectors(name)
@@ -152,6 +157,7 @@ def test_envelope_invalid_vectors_cover_every_refusal() -> None:
         "unknown_type",
         "clock_skew",
         "expired",
+        "no_endpoints",
     }
 
 

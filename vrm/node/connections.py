@@ -12,9 +12,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-import msgspec
-
-from vrm.errors import Conflict, InvalidInput
+from vrm.errors import Conflict, InvalidInput, InvalidToken
 from vrm.node.book import RelationshipBook
 from vrm.node.config import NodeConfig
 from vrm.node.events import (
@@ -69,8 +67,8 @@ class ConnectHook(Protocol):
         """A reason to reject their request (sent to them), or None to go on."""
         ...
 
-    async def accepted(self, rel: Relationship, work: Work) -> None:
-        """We accepted their request (``connect.accept`` is queued in ``work``)."""
+    async def accepted(self, rel: Relationship, request_id: str, work: Work) -> None:
+        """We accepted their request ``request_id`` (``connect.accept`` is queued in ``work``)."""
         ...
 
     async def answered(self, peer: str, accepted: bool, reason: str, work: Work) -> None:
@@ -161,7 +159,7 @@ class Connections:
                 endpoints=list(self._endpoints()),
                 token=token,
                 note=note,
-                terms=terms or msgspec.UNSET,
+                terms=terms,
             )
             item = await work.send(Outgoing(did, body))
             rel = await self._book.update(rel, work=work, request_id=item.id)
@@ -196,7 +194,7 @@ class Connections:
         )
         await work.send(Outgoing(rel.did, body, thid=request_id))
         if self.hook:
-            await self.hook.accepted(rel, work)
+            await self.hook.accepted(rel, request_id, work)
         return rel
 
     async def announce_endpoints(self) -> int:
@@ -214,14 +212,17 @@ class Connections:
         if isinstance(body, ConnectRequest):
             await self._on_request(opened, body, work)
         elif isinstance(body, ConnectAccept):
+            # An accept with no endpoints leaves the ones we connected to in place
+            # (docs/protocol.md, "Relationships and admission").
+            where = {"endpoints": body.endpoints} if body.endpoints else {}
             await self._book.apply(
                 opened.sender,
                 Event.RECEIVE_ACCEPT,
                 work=work,
                 name=body.name,
                 role=body.role,
-                endpoints=body.endpoints,
                 request_id=None,
+                **where,
             )
             self._announce(work, Connected(opened.sender, body.name))
             if self.hook:
@@ -244,6 +245,10 @@ class Connections:
         before = await self._book.get(peer)
         asked_them = before is not None and before.state is RelState.REQUESTED
         if before is not None and before.state is RelState.ACTIVE:
+            # A repeated request (a peer restored from a backup, or whose accept was
+            # lost) is answered with connect.accept again. Its endpoints are never
+            # empty (NoEndpoints at decoding), so the peer stays reachable
+            # (docs/protocol.md, "Relationships and admission").
             before = await self._book.update(
                 before, work=work, endpoints=tuple(body.endpoints), name=body.name
             )
@@ -264,7 +269,15 @@ class Connections:
             await self._reject(rel, msg_id, reason, work)
             self._announce(work, RequestRefused(peer, body.name, reason))
             return
-        if asked_them or await self._policy_accepts(body, work):
+        try:
+            accepts = asked_them or await self._policy_accepts(body, work)
+        except InvalidToken as exc:
+            # A bad or spent token is answered, never left unanswered
+            # (docs/protocol.md, "Relationships and admission").
+            await self._reject(rel, msg_id, f"{exc.code}: {exc.message}", work)
+            self._announce(work, RequestRefused(peer, body.name, exc.message))
+            return
+        if accepts:
             await self._accept(rel, msg_id, work)
             self._announce(work, Connected(peer, body.name))
         else:
@@ -276,5 +289,7 @@ class Connections:
         if policy == "auto":
             return True
         if policy == "token" and body.token:
-            return await work.tx.use_invitation(body.token, now=self._clock())
+            if not await work.tx.use_invitation(body.token, now=self._clock()):
+                raise InvalidToken("the invitation token is unknown, used up or expired")
+            return True
         return False

@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar, Literal, TypeVar
 
 import msgspec
 
-from vrm.errors import InvalidDid, Malformed, UnknownType, UnsupportedVersion
+from vrm.errors import InvalidDid, Malformed, NoEndpoints, UnknownType, UnsupportedVersion
 from vrm.protocol.identity import Did
 
 __all__ = [
@@ -77,6 +77,9 @@ class Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Fals
     """Base of every message body; ``TYPE`` is the wire ``type`` string."""
 
     TYPE: ClassVar[str] = ""
+
+    def check(self) -> None:
+        """Rules beyond the schema, each with its own code; called by ``decode_body``."""
 
 
 BODY_TYPES: dict[str, type[Body]] = {}
@@ -218,6 +221,7 @@ def decode_body(header: _Header) -> Message:
         body = msgspec.json.decode(header.body, type=cls)
     except msgspec.ValidationError as exc:
         raise Malformed(f"{header.type} body invalid: {exc}") from exc
+    body.check()
     return Message(
         v=header.v,
         id=header.id,
@@ -274,15 +278,19 @@ class ConnectRequest(Body, frozen=True, kw_only=True):
     endpoints: Endpoints = []
     token: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     note: ShortStr | None = None
-    # UNSET, not []: absent terms leave the encoding of older requests unchanged.
-    terms: Annotated[list[TermRef], msgspec.Meta(max_length=MAX_TERMS)] | msgspec.UnsetType = (
-        msgspec.UNSET
-    )
+    # Written like every other default (§2), [] included.
+    terms: Annotated[list[TermRef], msgspec.Meta(max_length=MAX_TERMS)] = []
 
     @property
     def proffer(self) -> list[TermRef]:
         """The proffered terms (none when the field is absent)."""
-        return [] if isinstance(self.terms, msgspec.UnsetType) else self.terms
+        return self.terms
+
+    def check(self) -> None:
+        # The answer goes to these endpoints; with none it could never leave
+        # (docs/protocol.md, "Relationships and admission").
+        if not self.endpoints:
+            raise NoEndpoints("connect.request carries no endpoints to answer to")
 
 
 @register

@@ -94,11 +94,11 @@ class TermsFlow:
         await self.svc.db.put_proffer(peer, "in", body.proffer, now=self.svc.now(), tx=work.tx)
         return None
 
-    async def accepted(self, rel: Relationship, work: Work) -> None:
+    async def accepted(self, rel: Relationship, request_id: str, work: Work) -> None:
         if not self._person:
             refs = await self.svc.db.proffer(rel.did, "in")
             if refs is not None:
-                await self._offer(rel, refs, work)
+                await self._offer(rel, refs, request_id, work)
                 await self.svc.db.drop_proffer(rel.did, "in", tx=work.tx)
         elif rel.role == "vendor" and (refs := self._proffer()):
             await self.svc.db.put_proffer(rel.did, "out", refs, now=self.svc.now(), tx=work.tx)
@@ -114,8 +114,13 @@ class TermsFlow:
 
     # -- vendor side -------------------------------------------------------------------
 
-    async def _offer(self, rel: Relationship, refs: Sequence[TermRef], work: Work) -> None:
-        """Write, sign and send the "terms" agreement for the terms we accept."""
+    async def _offer(
+        self, rel: Relationship, refs: Sequence[TermRef], thid: str, work: Work
+    ) -> None:
+        """Write, sign and send the "terms" agreement for the terms we accept.
+
+        ``thid`` is the id of the message that carried the proffer (§12).
+        """
         decision = decide(refs, self.svc.policy, self.svc.catalogue)
         parties = [
             Party(did=str(rel.did), role="person", name=rel.name),
@@ -126,7 +131,7 @@ class TermsFlow:
         )
         agreement = sign_agreement(agreement, self.ctx.identity)
         await self.svc.db.put_agreement(agreement, rel.did, now=self.svc.now(), tx=work.tx)
-        await work.send(Outgoing(rel.did, TermsAccept(agreement=agreement)))
+        await work.send(Outgoing(rel.did, TermsAccept(agreement=agreement), thid=thid))
 
     async def _on_proffer(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
@@ -139,9 +144,9 @@ class TermsFlow:
             refuse = TermsRefuse(
                 refused=list(decision.required_refused), reason=decision.reason()[:_REASON_CHARS]
             )
-            await work.send(Outgoing(rel.did, refuse))
+            await work.send(Outgoing(rel.did, refuse, thid=opened.message.id))
         else:
-            await self._offer(rel, body.terms, work)
+            await self._offer(rel, body.terms, opened.message.id, work)
 
     async def _on_sign(self, opened: Opened, work: Work) -> None:
         body = opened.message.body
