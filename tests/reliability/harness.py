@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -119,9 +119,14 @@ class ServeNode:
     def peer_url(self) -> str:
         return f"http://127.0.0.1:{self.peer_port}"
 
-    def start(self) -> float:
-        """Spawn ``vrm serve`` and wait for its ready line; return seconds to ready."""
+    def start(self, env: Mapping[str, str] | None = None) -> float:
+        """Spawn ``vrm serve`` and wait for its ready line; return seconds to ready.
+
+        ``env`` adds variables for this run only (``{"VRM_CRASH_AT": "work.after_commit"}``);
+        the next ``start()`` without it runs with the node's plain environment again.
+        """
         assert self.proc is None or self.proc.poll() is not None
+        self._close()
         self._log = self.log_path.open("a")
         t0 = time.monotonic()
         cmd = [*VRM, "serve", "--home", str(self.home), "--json", "--log-level", self.log_level]
@@ -132,22 +137,26 @@ class ServeNode:
             stderr=self._log,
             text=True,
             bufsize=1,
-            env=self.env,
+            env={**self.env, **(env or {})},
         )
         ready = threading.Event()
         stdout = self.proc.stdout
         assert stdout is not None
 
+        seen: list[str] = []  # this run's ready line
+
         def pump() -> None:
             for line in stdout:
                 self.stdout_lines.append(line)
                 if '"ready"' in line:
+                    seen.append(line)
                     ready.set()
             ready.set()
 
         self._pump = threading.Thread(target=pump, daemon=True)
         self._pump.start()
-        if not ready.wait(READY_TIMEOUT_S) or self.proc.poll() is not None:
+        # At end of output (the process died) ``ready`` is set without a ready line.
+        if not ready.wait(READY_TIMEOUT_S) or not seen or self.proc.poll() is not None:
             pytest.fail(f"{self.name} did not start:\n{self.log_path.read_text()}")
         self._read_ports()
         return time.monotonic() - t0
@@ -167,6 +176,16 @@ class ServeNode:
         self.proc.wait(timeout=10)
         self.kills += 1
         self._close()
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """The exit status once the process has ended by itself, or None after ``timeout``."""
+        assert self.proc is not None
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._close()
+        return rc
 
     def stop(self) -> int:
         """SIGTERM, wait, return the exit status."""
