@@ -12,6 +12,7 @@ forms are computed (by base58 decoding, not by vrm).
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import struct
@@ -22,9 +23,10 @@ from typing import Any
 import msgspec
 from multiformats import multibase, multicodec
 
+from vrm.protocol.acks import ACK_CONTEXT, batch_digest, sign_acks
 from vrm.protocol.crypto import box_seal
 from vrm.protocol.envelope import ENVELOPE_VERSION, MAX_ENVELOPE_BYTES, SIG_CONTEXT, seal
-from vrm.protocol.framing import BATCH_MAGIC, MAX_BATCH, Ack, encode_acks, encode_batch
+from vrm.protocol.framing import BATCH_MAGIC, BATCH_VERSION, MAX_BATCH, Ack, encode_batch
 from vrm.protocol.identity import Identity
 from vrm.protocol.messages import (
     ConnectAccept,
@@ -636,22 +638,22 @@ def batch_vectors() -> list[dict[str, Any]]:
     bad = [
         ("truncated inside the header", one[:8], "malformed"),
         ("bad magic", b"VRMX" + one[4:], "malformed"),
-        ("version 2", one[:4] + b"\x02" + one[5:], "unsupported_version"),
+        ("version 1 (unsigned acks)", one[:4] + b"\x01" + one[5:], "unsupported_version"),
         (
             f"count {MAX_BATCH + 1} (over MAX_BATCH)",
-            head.pack(BATCH_MAGIC, 1, MAX_BATCH + 1),
+            head.pack(BATCH_MAGIC, BATCH_VERSION, MAX_BATCH + 1),
             "too_large",
         ),
-        ("count 0xffffffff", head.pack(BATCH_MAGIC, 1, 2**32 - 1), "too_large"),
+        ("count 0xffffffff", head.pack(BATCH_MAGIC, BATCH_VERSION, 2**32 - 1), "too_large"),
         (
             "count 200 but only 4 bytes of entries",
-            head.pack(BATCH_MAGIC, 1, 200) + bytes(4),
+            head.pack(BATCH_MAGIC, BATCH_VERSION, 200) + bytes(4),
             "malformed",
         ),
         ("truncated inside an envelope", one[:-1], "malformed"),
         (
             "envelope length over MAX_ENVELOPE_BYTES",
-            head.pack(BATCH_MAGIC, 1, 1) + struct.pack(">I", MAX_ENVELOPE_BYTES + 1),
+            head.pack(BATCH_MAGIC, BATCH_VERSION, 1) + struct.pack(">I", MAX_ENVELOPE_BYTES + 1),
             "too_large",
         ),
         ("one trailing byte", one + b"\x00", "malformed"),
@@ -663,18 +665,45 @@ def batch_vectors() -> list[dict[str, Any]]:
 
 
 def ack_vectors() -> list[dict[str, Any]]:
+    alice, bob, carol = (Identity.from_seed(seed_for(n)) for n in ("alice", "bob", "carol"))
     acks = [
-        Ack(ok=True, id="000102030405060708090a0b0c0d0e0f"),
+        Ack(ok=True, id="000102030405060708090a0b0c0d0e0f", sender=str(alice.did)),
         Ack(ok=False, code="tampered", error="envelope does not decrypt"),
-        Ack(ok=False, id="101112131415161718191a1b1c1d1e1f", code="replayed", error="already seen"),
+        Ack(
+            ok=False,
+            id="101112131415161718191a1b1c1d1e1f",
+            sender=str(alice.did),
+            code="replayed",
+            error="already seen",
+        ),
     ]
-    return [
-        {
-            "description": "acks for a batch of three: accepted, tampered, replayed",
+    batch = encode_batch([bytes.fromhex("01"), bytes.fromhex("0102"), bytes(range(16))])
+    other = encode_batch([bytes.fromhex("02")] * 3)
+
+    def vector(desc: str, signer: str, body: bytes, error: str | None) -> dict[str, Any]:
+        key = {"bob": bob, "carol": carol}[signer]
+        reply = sign_acks(acks, [key], batch=batch_digest(body))
+        (proof,) = json.loads(reply)["proofs"]
+        out = {
+            "description": desc,
             "source": SCRIPT,
+            "recipient_seed_hex": seed_for("bob").hex(),
+            "signer_seed_hex": seed_for(signer).hex(),
+            "batch_hex": batch.hex(),
             "acks": [msgspec.to_builtins(a) for a in acks],
-            "json": encode_acks(acks).decode(),
+            "statement": proof["statement"],
+            "signed_hex": (ACK_CONTEXT + proof["statement"].encode()).hex(),
+            "signature_hex": base64.urlsafe_b64decode(proof["signature"]).hex(),
+            "json": reply.decode(),
         }
+        return out | ({"error": error} if error else {})
+
+    return [
+        vector(
+            "bob's signed acks for a batch of three: ok, tampered, replayed", "bob", batch, None
+        ),
+        vector("the same acks signed by carol, not the recipient", "carol", batch, "bad_ack"),
+        vector("bob's genuine acks of another batch, replayed", "bob", other, "bad_ack"),
     ]
 
 
@@ -692,7 +721,7 @@ FILES: dict[str, tuple[str, Any]] = {
         envelope_invalid_vectors,
     ),
     "batches": ("batch framing: valid batches and refused ones", batch_vectors),
-    "acks": ("the JSON reply of the inbox", ack_vectors),
+    "acks": ("the signed JSON reply of the inbox (v2)", ack_vectors),
 }
 
 

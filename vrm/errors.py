@@ -3,7 +3,9 @@
     VrmError
     ├── ProtocolError            a peer sent something we refuse (remote-caused)
     │   ├── Malformed            (ValueError) bytes or JSON that do not parse
-    │   │   └── MalformedRecord  (ValueError) a discovery record (DNS TXT, advert) is invalid
+    │   │   ├── MalformedRecord  (ValueError) a discovery record (DNS TXT, advert) is invalid
+    │   │   └── BadReply         (ValueError) an inbox reply outside the protocol
+    │   │       └── BadAck       (ValueError) an ack not signed by the recipient for this batch
     │   ├── TooLarge             (ValueError) over a size or count limit
     │   ├── UnsupportedVersion   (ValueError) unknown envelope/framing version
     │   ├── UnknownType          (ValueError) a message type we do not know
@@ -49,6 +51,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "BadAck",
     "BadReply",
     "BadSignature",
     "Blocked",
@@ -126,6 +129,15 @@ class BadReply(Malformed):
     """Any status but 200, a body that is not an ack list, or the wrong number of acks."""
 
     code = "bad_reply"
+
+
+class BadAck(BadReply):
+    """An ack not signed by the intended recipient's key, or bound to another request.
+
+    Nothing it says is believed: the batch is retried (docs/protocol.md §7).
+    """
+
+    code = "bad_ack"
 
 
 class TooLarge(ProtocolError, ValueError):

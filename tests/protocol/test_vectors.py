@@ -15,8 +15,9 @@ from multiformats import multibase, multicodec
 
 from tests.helpers import VECTORS_DIR, load_vectors, vector_id
 from vrm.errors import InvalidDid, ProtocolError
+from vrm.protocol.acks import batch_digest, sign_acks, verify_acks
 from vrm.protocol.envelope import SIG_CONTEXT, open_envelope, seal
-from vrm.protocol.framing import Ack, decode_acks, decode_batch, encode_acks, encode_batch
+from vrm.protocol.framing import Ack, decode_batch, encode_batch
 from vrm.protocol.identity import Did, Identity
 from vrm.protocol.messages import BODY_TYPES, Message, encode_canonical
 
@@ -174,8 +175,21 @@ def test_batch_vector(vec: dict[str, Any]) -> None:
 @_params("acks")
 def test_ack_vector(vec: dict[str, Any]) -> None:
     acks = [msgspec.convert(a, Ack) for a in vec["acks"]]
-    assert encode_acks(acks).decode() == vec["json"]
-    assert decode_acks(vec["json"].encode()) == acks
+    recipient = Identity.from_seed(bytes.fromhex(vec["recipient_seed_hex"]))
+    signer = Identity.from_seed(bytes.fromhex(vec["signer_seed_hex"]))
+    signed, sig = bytes.fromhex(vec["signed_hex"]), bytes.fromhex(vec["signature_hex"])
+    assert signer.key.sign(signed) == sig  # ed25519 is deterministic
+    digest = batch_digest(bytes.fromhex(vec["batch_hex"]))
+    if "error" in vec:
+        with pytest.raises(ProtocolError) as info:
+            verify_acks(vec["json"].encode(), recipient=recipient.did, batch=digest, count=3)
+        assert info.value.code == vec["error"]
+    else:
+        assert sign_acks(acks, [signer], batch=digest).decode() == vec["json"]
+        assert (
+            verify_acks(vec["json"].encode(), recipient=recipient.did, batch=digest, count=3)
+            == acks
+        )
 
 
 # -- the generator and the docs ----------------------------------------------------------
