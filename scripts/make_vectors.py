@@ -25,7 +25,13 @@ from multiformats import multibase, multicodec
 
 from vrm.protocol.acks import ACK_CONTEXT, batch_digest, sign_acks
 from vrm.protocol.crypto import box_seal
-from vrm.protocol.envelope import ENVELOPE_VERSION, MAX_ENVELOPE_BYTES, SIG_CONTEXT, seal
+from vrm.protocol.envelope import (
+    CLOCK_SKEW_S,
+    ENVELOPE_VERSION,
+    MAX_ENVELOPE_BYTES,
+    SIG_CONTEXT,
+    seal,
+)
 from vrm.protocol.framing import BATCH_MAGIC, BATCH_VERSION, MAX_BATCH, Ack, encode_batch
 from vrm.protocol.identity import Identity
 from vrm.protocol.messages import (
@@ -37,6 +43,7 @@ from vrm.protocol.messages import (
     Text,
     encode_canonical,
 )
+from vrm.protocol.whoami import WHOAMI_CONTEXT, sign_whoami
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS_DIR = ROOT / "tests" / "vectors"
@@ -707,6 +714,46 @@ def ack_vectors() -> list[dict[str, Any]]:
     ]
 
 
+def whoami_vectors() -> list[dict[str, Any]]:
+    alice = Identity.from_seed(seed_for("alice"))
+    nonce, url = "ab" * 32, "http://127.0.0.1:7400"
+
+    def vector(
+        desc: str, *, asked: str = url, now: int = NOW, error: str | None = None
+    ) -> dict[str, Any]:
+        body = sign_whoami(
+            alice, name="alice", role="person", endpoints=[url], nonce=nonce, url=url, now=NOW
+        )
+        signed = json.loads(body)
+        out = {
+            "description": desc,
+            "source": SCRIPT,
+            "seed_hex": seed_for("alice").hex(),
+            "nonce": nonce,
+            "challenged_url": asked,
+            "now": now,
+            "statement": signed["statement"],
+            "signed_hex": (WHOAMI_CONTEXT + signed["statement"].encode()).hex(),
+            "signature_hex": base64.urlsafe_b64decode(signed["signature"]).hex(),
+            "json": body.decode(),
+        }
+        return out | ({"error": error} if error else {})
+
+    return [
+        vector("alice's proof for the URL she was challenged at"),
+        vector(
+            "the same proof, relayed: the asker challenged another URL",
+            asked="http://127.0.0.1:9999",
+            error="identity_not_proven",
+        ),
+        vector(
+            f"the same proof, checked {CLOCK_SKEW_S + 1} s later (past the clock skew)",
+            now=NOW + CLOCK_SKEW_S + 1,
+            error="identity_not_proven",
+        ),
+    ]
+
+
 # -- files ------------------------------------------------------------------------
 
 FILES: dict[str, tuple[str, Any]] = {
@@ -722,6 +769,7 @@ FILES: dict[str, tuple[str, Any]] = {
     ),
     "batches": ("batch framing: valid batches and refused ones", batch_vectors),
     "acks": ("the signed JSON reply of the inbox (v2)", ack_vectors),
+    "whoami": ("the whoami proof, bound to the challenged URL and the time (v2)", whoami_vectors),
 }
 
 

@@ -20,6 +20,7 @@ from vrm.protocol.envelope import SIG_CONTEXT, open_envelope, seal
 from vrm.protocol.framing import Ack, decode_batch, encode_batch
 from vrm.protocol.identity import Did, Identity
 from vrm.protocol.messages import BODY_TYPES, Message, encode_canonical
+from vrm.protocol.whoami import verify_whoami
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,6 +53,7 @@ def test_every_vector_file_is_well_formed() -> None:
         "did_key_invalid",
         "envelopes",
         "envelopes_invalid",
+        "whoami",
     ]
     for name in names:
         vectors = load_vectors(name)
@@ -190,6 +192,21 @@ def test_ack_vector(vec: dict[str, Any]) -> None:
             verify_acks(vec["json"].encode(), recipient=recipient.did, batch=digest, count=3)
             == acks
         )
+
+
+@_params("whoami")
+def test_whoami_vector(vec: dict[str, Any]) -> None:
+    alice = Identity.from_seed(bytes.fromhex(vec["seed_hex"]))
+    signed, sig = bytes.fromhex(vec["signed_hex"]), bytes.fromhex(vec["signature_hex"])
+    assert alice.key.sign(signed) == sig
+    body = vec["json"].encode()
+    args = {"did": alice.did, "nonce": vec["nonce"], "url": vec["challenged_url"]}
+    if "error" in vec:
+        with pytest.raises(ProtocolError) as info:
+            verify_whoami(body, now=vec["now"], **args)
+        assert info.value.code == vec["error"]
+    else:
+        assert verify_whoami(body, now=vec["now"], **args).url == vec["challenged_url"]
 
 
 # -- the generator and the docs ----------------------------------------------------------

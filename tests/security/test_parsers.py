@@ -197,7 +197,10 @@ def test_lan_advert_arbitrary(props: dict[bytes, bytes | None]) -> None:
 
 
 _NONCE = "ab" * 32
-_WHOAMI = sign_whoami(ALICE, name="alice", role="person", endpoints=[], nonce=_NONCE)
+_EP = "http://127.0.0.1:7400"
+_WHOAMI = sign_whoami(
+    ALICE, name="alice", role="person", endpoints=[_EP], nonce=_NONCE, url=_EP, now=NOW
+)
 
 
 @FAST
@@ -206,7 +209,7 @@ _WHOAMI = sign_whoami(ALICE, name="alice", role="person", endpoints=[], nonce=_N
 ))  # fmt: skip
 def test_whoami_arbitrary_or_flipped(body: bytes) -> None:
     try:
-        verify_whoami(body, did=str(ALICE.did), nonce=_NONCE)
+        verify_whoami(body, did=str(ALICE.did), nonce=_NONCE, url=_EP, now=NOW)
     except VrmError:
         return
     assert body == _WHOAMI or json.loads(body) == json.loads(_WHOAMI)
