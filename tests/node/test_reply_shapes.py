@@ -214,7 +214,16 @@ async def test_a_closed_port_is_unreachable(transport: Transport) -> None:
     assert isinstance(err, Unreachable)
 
 
-@pytest.mark.parametrize("endpoint", ["http://[::1", "not a url", "ftp://127.0.0.1:1"])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://[::1",
+        "not a url",
+        "ftp://127.0.0.1:1",
+        "http://127.0.0.1:1/x?y=1",
+        "http://u@127.0.0.1:1",
+    ],
+)
 async def test_an_unusable_endpoint_is_unreachable(endpoint: str, transport: Transport) -> None:
     err = await post_error(transport, endpoint)
     assert isinstance(err, Unreachable)

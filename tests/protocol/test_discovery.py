@@ -21,11 +21,13 @@ from vrm.errors import (
 )
 from vrm.protocol.discovery import (
     Advert,
+    check_endpoint,
     check_realm,
     encode_lan_txt,
     encode_record_text,
     host_label,
     instance_label,
+    is_base_url,
     looks_like_domain,
     normalize_domain,
     parse_lan_txt,
@@ -344,3 +346,26 @@ def test_the_whoami_example_in_protocol_md_is_what_sign_whoami_produces() -> Non
     example = answer()
     assert example.decode() in doc
     assert check(example).name == "alice"
+
+
+# -- endpoints are base URLs -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://a.example/x?y=1", "https://a.example/#f", "http://user:pw@a.example", "http://a?"],
+)
+def test_an_endpoint_must_be_a_base_url(url: str) -> None:
+    assert not is_base_url(url)
+    with pytest.raises(InvalidInput, match="base URL"):
+        check_endpoint(url)
+    record = f"v=vrm1 id={ALICE.did} ep={url}".encode()
+    with pytest.raises(MalformedRecord):
+        parse_records("alice.example", [[record]])
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:7400", "https://alice.example/vrm", "http://[::1]:80/"]
+)
+def test_base_urls_with_a_path_prefix_are_endpoints(url: str) -> None:
+    assert is_base_url(url) and check_endpoint(url) == url
