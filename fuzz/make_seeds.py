@@ -9,8 +9,9 @@ from pathlib import Path
 
 from _common import NOW, RECIPIENT, SENDER
 
+from vrm.protocol.acks import batch_digest, sign_acks
 from vrm.protocol.envelope import seal
-from vrm.protocol.framing import Ack, encode_acks, encode_batch
+from vrm.protocol.framing import Ack, encode_batch
 from vrm.protocol.messages import ConnectRequest, Message, Text, encode_canonical
 
 HERE = Path(__file__).parent
@@ -44,7 +45,11 @@ def main() -> None:
             b"\x00" + encode_batch([seal(m, SENDER, ephemeral_seed=bytes(32)) for m in msgs]),
             b"\x00" + encode_batch([]),
             b"\x01"
-            + encode_acks([Ack(ok=True, id="0" * 32), Ack(ok=False, code="replayed", error="x")]),
+            + sign_acks(
+                [Ack(ok=True, id="0" * 32), Ack(ok=False, code="replayed", error="x")],
+                [RECIPIENT],
+                batch=batch_digest(encode_batch([])),
+            ),
         ],
     }
     for name, items in seeds.items():

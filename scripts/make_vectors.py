@@ -12,6 +12,7 @@ forms are computed (by base58 decoding, not by vrm).
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import importlib.util
 import json
@@ -24,9 +25,16 @@ from typing import Any
 import msgspec
 from multiformats import multibase, multicodec
 
+from vrm.protocol.acks import ACK_CONTEXT, batch_digest, sign_acks
 from vrm.protocol.crypto import box_seal
-from vrm.protocol.envelope import ENVELOPE_VERSION, MAX_ENVELOPE_BYTES, SIG_CONTEXT, seal
-from vrm.protocol.framing import BATCH_MAGIC, MAX_BATCH, Ack, encode_acks, encode_batch
+from vrm.protocol.envelope import (
+    CLOCK_SKEW_S,
+    ENVELOPE_VERSION,
+    MAX_ENVELOPE_BYTES,
+    SIG_CONTEXT,
+    seal,
+)
+from vrm.protocol.framing import BATCH_MAGIC, BATCH_VERSION, MAX_BATCH, Ack, encode_batch
 from vrm.protocol.identity import Identity
 from vrm.protocol.messages import (
     ConnectAccept,
@@ -37,6 +45,7 @@ from vrm.protocol.messages import (
     Text,
     encode_canonical,
 )
+from vrm.protocol.whoami import WHOAMI_CONTEXT, sign_whoami
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS_DIR = ROOT / "tests" / "vectors"
@@ -647,22 +656,22 @@ def batch_vectors() -> list[dict[str, Any]]:
     bad = [
         ("truncated inside the header", one[:8], "malformed"),
         ("bad magic", b"VRMX" + one[4:], "malformed"),
-        ("version 2", one[:4] + b"\x02" + one[5:], "unsupported_version"),
+        ("version 1 (unsigned acks)", one[:4] + b"\x01" + one[5:], "unsupported_version"),
         (
             f"count {MAX_BATCH + 1} (over MAX_BATCH)",
-            head.pack(BATCH_MAGIC, 1, MAX_BATCH + 1),
+            head.pack(BATCH_MAGIC, BATCH_VERSION, MAX_BATCH + 1),
             "too_large",
         ),
-        ("count 0xffffffff", head.pack(BATCH_MAGIC, 1, 2**32 - 1), "too_large"),
+        ("count 0xffffffff", head.pack(BATCH_MAGIC, BATCH_VERSION, 2**32 - 1), "too_large"),
         (
             "count 200 but only 4 bytes of entries",
-            head.pack(BATCH_MAGIC, 1, 200) + bytes(4),
+            head.pack(BATCH_MAGIC, BATCH_VERSION, 200) + bytes(4),
             "malformed",
         ),
         ("truncated inside an envelope", one[:-1], "malformed"),
         (
             "envelope length over MAX_ENVELOPE_BYTES",
-            head.pack(BATCH_MAGIC, 1, 1) + struct.pack(">I", MAX_ENVELOPE_BYTES + 1),
+            head.pack(BATCH_MAGIC, BATCH_VERSION, 1) + struct.pack(">I", MAX_ENVELOPE_BYTES + 1),
             "too_large",
         ),
         ("one trailing byte", one + b"\x00", "malformed"),
@@ -674,18 +683,85 @@ def batch_vectors() -> list[dict[str, Any]]:
 
 
 def ack_vectors() -> list[dict[str, Any]]:
+    alice, bob, carol = (Identity.from_seed(seed_for(n)) for n in ("alice", "bob", "carol"))
     acks = [
-        Ack(ok=True, id="000102030405060708090a0b0c0d0e0f"),
+        Ack(ok=True, id="000102030405060708090a0b0c0d0e0f", sender=str(alice.did)),
         Ack(ok=False, code="tampered", error="envelope does not decrypt"),
-        Ack(ok=False, id="101112131415161718191a1b1c1d1e1f", code="replayed", error="already seen"),
+        Ack(
+            ok=False,
+            id="101112131415161718191a1b1c1d1e1f",
+            sender=str(alice.did),
+            code="replayed",
+            error="already seen",
+        ),
     ]
-    return [
-        {
-            "description": "acks for a batch of three: accepted, tampered, replayed",
+    batch = encode_batch([bytes.fromhex("01"), bytes.fromhex("0102"), bytes(range(16))])
+    other = encode_batch([bytes.fromhex("02")] * 3)
+
+    def vector(desc: str, signer: str, body: bytes, error: str | None) -> dict[str, Any]:
+        key = {"bob": bob, "carol": carol}[signer]
+        reply = sign_acks(acks, [key], batch=batch_digest(body))
+        (proof,) = json.loads(reply)["proofs"]
+        out = {
+            "description": desc,
             "source": SCRIPT,
+            "recipient_seed_hex": seed_for("bob").hex(),
+            "signer_seed_hex": seed_for(signer).hex(),
+            "batch_hex": batch.hex(),
             "acks": [msgspec.to_builtins(a) for a in acks],
-            "json": encode_acks(acks).decode(),
+            "statement": proof["statement"],
+            "signed_hex": (ACK_CONTEXT + proof["statement"].encode()).hex(),
+            "signature_hex": base64.urlsafe_b64decode(proof["signature"]).hex(),
+            "json": reply.decode(),
         }
+        return out | ({"error": error} if error else {})
+
+    return [
+        vector(
+            "bob's signed acks for a batch of three: ok, tampered, replayed", "bob", batch, None
+        ),
+        vector("the same acks signed by carol, not the recipient", "carol", batch, "bad_ack"),
+        vector("bob's genuine acks of another batch, replayed", "bob", other, "bad_ack"),
+    ]
+
+
+def whoami_vectors() -> list[dict[str, Any]]:
+    alice = Identity.from_seed(seed_for("alice"))
+    nonce, url = "ab" * 32, "http://127.0.0.1:7400"
+
+    def vector(
+        desc: str, *, asked: str = url, now: int = NOW, error: str | None = None
+    ) -> dict[str, Any]:
+        body = sign_whoami(
+            alice, name="alice", role="person", endpoints=[url], nonce=nonce, url=url, now=NOW
+        )
+        signed = json.loads(body)
+        out = {
+            "description": desc,
+            "source": SCRIPT,
+            "seed_hex": seed_for("alice").hex(),
+            "nonce": nonce,
+            "challenged_url": asked,
+            "now": now,
+            "statement": signed["statement"],
+            "signed_hex": (WHOAMI_CONTEXT + signed["statement"].encode()).hex(),
+            "signature_hex": base64.urlsafe_b64decode(signed["signature"]).hex(),
+            "json": body.decode(),
+        }
+        return out | ({"error": error} if error else {})
+
+    return [
+        vector("alice's proof for the URL she was challenged at"),
+        vector(
+            "the same proof, relayed: the asker challenged another URL",
+            asked="http://127.0.0.1:9999",
+            error="identity_not_proven",
+        ),
+        vector(
+            f"the same proof, checked {CLOCK_SKEW_S + 1} s later (past the clock skew)",
+            now=NOW + CLOCK_SKEW_S + 1,
+            error="identity_not_proven",
+        ),
     ]
 
 
@@ -713,7 +789,8 @@ FILES: dict[str, tuple[str, Any]] = {
         envelope_invalid_vectors,
     ),
     "batches": ("batch framing: valid batches and refused ones", batch_vectors),
-    "acks": ("the JSON reply of the inbox", ack_vectors),
+    "acks": ("the signed JSON reply of the inbox (v2)", ack_vectors),
+    "whoami": ("the whoami proof, bound to the challenged URL and the time (v2)", whoami_vectors),
     **_load_sibling("spec_vectors").FILES,
 }
 

@@ -135,3 +135,9 @@ class Pair:
 
     def open(self, envelope: bytes, *, now: float = NOW) -> Opened:
         return open_envelope(envelope, self.recipient, now=now)
+
+
+def ack_results(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    """The results an inbox's signed v2 reply carries (its first statement's)."""
+    statement: dict[str, Any] = json.loads(reply["proofs"][0]["statement"])
+    return list(statement["results"])

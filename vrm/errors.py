@@ -4,7 +4,9 @@
     ├── ProtocolError            a peer sent something we refuse (remote-caused)
     │   ├── Malformed            (ValueError) bytes or JSON that do not parse
     │   │   ├── MalformedRecord  (ValueError) a discovery record (DNS TXT, advert) is invalid
-    │   │   └── NoEndpoints      (ValueError) a connect.request gives nowhere to answer
+    │   │   ├── NoEndpoints      (ValueError) a connect.request gives nowhere to answer
+    │   │   └── BadReply         (ValueError) an inbox reply outside the protocol
+    │   │       └── BadAck       (ValueError) an ack not signed by the recipient for this batch
     │   ├── TooLarge             (ValueError) over a size or count limit
     │   ├── UnsupportedVersion   (ValueError) unknown envelope/framing version
     │   ├── UnknownType          (ValueError) a message type we do not know
@@ -51,6 +53,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "BadAck",
     "BadReply",
     "BadSignature",
     "Blocked",
@@ -136,6 +139,15 @@ class BadReply(Malformed):
     """Any status but 200, a body that is not an ack list, or the wrong number of acks."""
 
     code = "bad_reply"
+
+
+class BadAck(BadReply):
+    """An ack not signed by the intended recipient's key, or bound to another request.
+
+    Nothing it says is believed: the batch is retried (docs/protocol.md §7).
+    """
+
+    code = "bad_ack"
 
 
 class TooLarge(ProtocolError, ValueError):

@@ -18,13 +18,14 @@ import msgspec
 import pytest
 
 from tests.conftest import Connect, NodeFactory, peer_port
-from tests.helpers import flip_byte, seal_inner, sign_inner
+from tests.helpers import ack_results, flip_byte, seal_inner, sign_inner
 from vrm.node import Node
 from vrm.node.events import Event
 from vrm.protocol.envelope import MAX_MESSAGE_AGE_S, open_envelope, seal
 from vrm.protocol.framing import (
     BATCH_CONTENT_TYPE,
     BATCH_MAGIC,
+    BATCH_VERSION,
     ENVELOPE_CONTENT_TYPE,
     MAX_BATCH_BYTES,
     encode_batch,
@@ -90,8 +91,8 @@ async def post_codes(node: Node, envelopes: list[bytes]) -> list[str | None]:
     """POST a batch; return each envelope's refusal code (``None`` for accepted)."""
     status, reply = await post(node, encode_batch(envelopes), BATCH_CONTENT_TYPE)
     assert status == 200, reply
-    assert len(reply["results"]) == len(envelopes)
-    return [None if a["ok"] else a["code"] for a in reply["results"]]
+    assert len(ack_results(reply)) == len(envelopes)
+    return [None if a["ok"] else a["code"] for a in ack_results(reply)]
 
 
 async def texts_from(node: Node, peer: Node) -> list[StoredMessage]:
@@ -147,7 +148,7 @@ async def test_each_bad_envelope_is_refused_with_its_code_and_not_stored(
     before = await messages_in(bob)
     status, reply = await post(bob, REFUSALS[code](alice, bob))
     assert status == 200
-    (ack,) = reply["results"]
+    (ack,) = ack_results(reply)
     assert ack["ok"] is False
     assert ack["code"] == code
     assert ack["error"]
@@ -195,11 +196,11 @@ async def test_garbage_batch_is_refused(pair: tuple[Node, Node]) -> None:
 
 async def test_batch_bomb_count_is_refused_before_slicing(pair: tuple[Node, Node]) -> None:
     _, bob = pair
-    bomb = struct.pack(">4sBI", BATCH_MAGIC, 1, 0xFFFFFFFF) + b"\x00" * 64
+    bomb = struct.pack(">4sBI", BATCH_MAGIC, BATCH_VERSION, 0xFFFFFFFF) + b"\x00" * 64
     status, reply = await post(bob, bomb, BATCH_CONTENT_TYPE)
     assert (status, reply["code"]) == (413, "too_large")
     # A count within the limit that the body cannot possibly hold.
-    liar = struct.pack(">4sBI", BATCH_MAGIC, 1, 200) + b"\x00" * 64
+    liar = struct.pack(">4sBI", BATCH_MAGIC, BATCH_VERSION, 200) + b"\x00" * 64
     status, reply = await post(bob, liar, BATCH_CONTENT_TYPE)
     assert (status, reply["code"]) == (400, "malformed")
 
@@ -263,7 +264,7 @@ async def test_stranger_is_refused_and_leaves_no_trace(node_factory: NodeFactory
     stranger = Identity.generate()
     status, reply = await post(bob, envelope(stranger, bob, Text(text="buy now")))
     assert status == 200
-    assert reply["results"][0]["code"] == "unknown_sender"
+    assert ack_results(reply)[0]["code"] == "unknown_sender"
     assert await messages_in(bob) == 0
     assert await bob.book.get(stranger.did) is None
     assert await bob.store.list_relationships() == []

@@ -210,8 +210,15 @@ class Spoofer:
         if self.answer == "404":
             return web.Response(status=404)
         # Signs with its own key: it cannot sign for the did it advertises.
+        url = request.query["url"]
         body = sign_whoami(
-            self.me, name=self.name, role=self.role, endpoints=[], nonce=request.query["nonce"]
+            self.me,
+            name=self.name,
+            role=self.role,
+            endpoints=[url],
+            nonce=request.query["nonce"],
+            url=url,
+            now=time.time(),
         )
         return web.Response(body=body, content_type="application/json")
 

@@ -10,16 +10,19 @@ import os
 from collections.abc import Sequence
 
 import msgspec
+import pytest
 
 from tests.conftest import Eventually, NodeFactory
-from vrm.errors import TypeDenied, UnknownSender
+from vrm.errors import BadAck, TypeDenied, UnknownSender
 from vrm.node import Node
 from vrm.node.context import FeatureContext
 from vrm.node.feature import Declarations, Feature
 from vrm.node.features import default_features
 from vrm.node.inbox import Persona
 from vrm.node.messenger import Outgoing
+from vrm.protocol.acks import batch_digest, verify_acks
 from vrm.protocol.envelope import Opened, recipient_key, seal
+from vrm.protocol.framing import encode_batch
 from vrm.protocol.identity import Identity
 from vrm.protocol.messages import ConnectRequest, Message, Text
 from vrm.protocol.relationship import RelState
@@ -154,3 +157,27 @@ def test_recipient_key_is_the_clear_header() -> None:
     data = seal(msg, alice)
     assert recipient_key(data) == bob.key.public_key
     assert recipient_key(data[:10]) == b""
+
+
+async def test_acks_to_a_persona_are_signed_by_the_persona_s_key(
+    node_factory: NodeFactory,
+) -> None:
+    """The shop delivers to the pseudonym: only the pseudonym's signature counts."""
+    shop = await node_factory("shop", "vendor")
+    pseudonym = Identity.generate()
+    alice = await with_persona(node_factory, pseudonym, shop)
+    msg = Message.build(
+        Text(text="an offer"),
+        sender=shop.identity.did,
+        recipient=pseudonym.did,
+        now=alice.clock(),
+        rng=os.urandom,
+    )
+    body = encode_batch([seal(msg, shop.identity)])
+    reply = await alice.inbox.receive_batch(body, source="127.0.0.1")
+    digest = batch_digest(body)
+    (ack,) = verify_acks(reply, recipient=str(pseudonym.did), batch=digest, count=1)
+    assert (ack.ok, ack.id, ack.sender) == (True, msg.id, shop.identity.did)
+    # The node's own key did not sign it: an ack by the node is no ack from the pseudonym.
+    with pytest.raises(BadAck):
+        verify_acks(reply, recipient=str(alice.identity.did), batch=digest, count=1)

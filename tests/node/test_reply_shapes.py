@@ -15,9 +15,11 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from vrm.errors import BadReply, ProtocolError, RateLimited, TooLarge, Unreachable, VrmError
+from tests.helpers import BOB
+from vrm.errors import BadAck, BadReply, ProtocolError, RateLimited, TooLarge, Unreachable, VrmError
 from vrm.node.transport import INBOX_PATH, MAX_REPLY_BYTES, Transport
-from vrm.protocol.framing import Ack, encode_acks
+from vrm.protocol.acks import sign_acks
+from vrm.protocol.framing import Ack
 
 Serve = Callable[[int, bytes, dict[str, str]], Awaitable[str]]
 RawServe = Callable[[bytes], Awaitable[str]]
@@ -87,13 +89,18 @@ def one_ack(code: str, error: str = "no") -> bytes:
 
 async def post_error(transport: Transport, url: str, n: int = 1) -> VrmError:
     with pytest.raises(VrmError) as info:
-        await transport.post(url, [b"envelope %d" % i for i in range(n)])
+        await transport.post(url, [b"envelope %d" % i for i in range(n)], recipient=BOB.did)
     err = info.value
     assert isinstance(err, Unreachable | ProtocolError), repr(err)
     return err
 
 
-ok_acks = encode_acks([Ack(ok=True, id="a")])
+def v1_acks(acks: list[Ack]) -> bytes:
+    """The unsigned reply of protocol v1."""
+    return msgspec.json.encode({"results": acks})
+
+
+ok_acks = sign_acks([Ack(ok=True, id="a")], [BOB], batch="0" * 64)
 
 #: (status, body, headers, the error expected)
 SHAPES: dict[str, tuple[int, bytes, dict[str, str], type[VrmError]]] = {
@@ -112,7 +119,10 @@ SHAPES: dict[str, tuple[int, bytes, dict[str, str], type[VrmError]]] = {
     "empty ack list 503": (503, b'{"results":[]}', JSON, Unreachable),
     "empty ack list 400": (400, b'{"results":[]}', JSON, BadReply),
     "acks for none 200": (200, b'{"results":[]}', JSON, BadReply),
-    "acks too many 200": (200, encode_acks([Ack(ok=True)] * 2), JSON, BadReply),
+    "acks too many 200": (200, v1_acks([Ack(ok=True)] * 2), JSON, BadReply),
+    "v1 unsigned ok 200": (200, v1_acks([Ack(ok=True, id="a")]), JSON, BadReply),
+    "signed for another batch 200": (200, ok_acks, JSON, BadAck),
+    "no proofs 200": (200, b'{"proofs":[],"v":2}', JSON, BadReply),
     "ok ack 400": (400, msgspec.json.encode(Ack(ok=True)), JSON, BadReply),
     "refusal 429": (429, one_ack("rate_limited"), JSON, RateLimited),
     "refusal 413": (413, one_ack("too_large"), JSON, TooLarge),
@@ -176,9 +186,7 @@ async def test_a_redirect_is_not_followed(serve: Serve, transport: Transport) ->
 
     async def inbox(request: web.Request) -> web.Response:
         hits.append(request.path)
-        return web.Response(
-            body=encode_acks([Ack(ok=True, id="x")]), content_type="application/json"
-        )
+        return web.Response(body=v1_acks([Ack(ok=True, id="x")]), content_type="application/json")
 
     target.router.add_post(INBOX_PATH, inbox)
     runner = web.AppRunner(target, access_log=None)
@@ -206,7 +214,16 @@ async def test_a_closed_port_is_unreachable(transport: Transport) -> None:
     assert isinstance(err, Unreachable)
 
 
-@pytest.mark.parametrize("endpoint", ["http://[::1", "not a url", "ftp://127.0.0.1:1"])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://[::1",
+        "not a url",
+        "ftp://127.0.0.1:1",
+        "http://127.0.0.1:1/x?y=1",
+        "http://u@127.0.0.1:1",
+    ],
+)
 async def test_an_unusable_endpoint_is_unreachable(endpoint: str, transport: Transport) -> None:
     err = await post_error(transport, endpoint)
     assert isinstance(err, Unreachable)

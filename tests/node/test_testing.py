@@ -88,10 +88,10 @@ async def test_a_stopped_node_is_unreachable_on_the_memory_network(tmp_path: Pat
         endpoint = bob.endpoints()[0]
         transport = network.transport()
         await transport.start()
-        assert await transport.post(endpoint, []) == []
+        assert await transport.post(endpoint, [], recipient=bob.identity.did) == []
         await nodes.stop(bob)
         with pytest.raises(Unreachable):
-            await transport.post(endpoint, [])
+            await transport.post(endpoint, [], recipient=bob.identity.did)
 
 
 async def test_the_factory_binds_port_0_and_reports_the_bound_ports(tmp_path: Path) -> None:

@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
+from tests.helpers import BOB
 from vrm.errors import Malformed
 from vrm.node.transport import INBOX_PATH, MAX_REPLY_BYTES, Transport
-from vrm.protocol.framing import Ack, decode_batch, encode_acks
+from vrm.protocol.acks import batch_digest, sign_acks
+from vrm.protocol.framing import Ack, decode_batch
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -52,8 +54,10 @@ async def test_a_reply_in_slow_pieces_is_read_whole(
     serve: Callable[[Handler], Awaitable[str]], transport: Transport
 ) -> None:
     async def slow_inbox(request: web.Request) -> web.StreamResponse:
-        envelopes = decode_batch(await request.read())
-        body = encode_acks([Ack(ok=True, id=f"{i:032x}") for i in range(len(envelopes))])
+        body = await request.read()
+        envelopes = decode_batch(body)
+        acks = [Ack(ok=True, id=f"{i:032x}") for i in range(len(envelopes))]
+        body = sign_acks(acks, [BOB], batch=batch_digest(body))
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         resp.content_length = len(body)
         await resp.prepare(request)
@@ -64,7 +68,7 @@ async def test_a_reply_in_slow_pieces_is_read_whole(
         return resp
 
     url = await serve(slow_inbox)
-    acks = await transport.post(url, [b"envelope %d" % i for i in range(64)])
+    acks = await transport.post(url, [b"envelope %d" % i for i in range(64)], recipient=BOB.did)
     assert len(acks) == 64
     assert all(a.ok for a in acks)
     assert acks[63].id == f"{63:032x}"
@@ -85,4 +89,4 @@ async def test_a_reply_over_the_limit_is_refused(
 
     url = await serve(huge)
     with pytest.raises(Malformed):
-        await transport.post(url, [b"envelope"])
+        await transport.post(url, [b"envelope"], recipient=BOB.did)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ALICE, BOB
+from tests.helpers import ALICE, BOB, NOW
 from vrm.errors import (
     ConflictingRecords,
     IdentityNotProven,
@@ -17,14 +17,17 @@ from vrm.errors import (
     MalformedRecord,
     NoRecord,
     UnsupportedVersion,
+    WrongRecipient,
 )
 from vrm.protocol.discovery import (
     Advert,
+    check_endpoint,
     check_realm,
     encode_lan_txt,
     encode_record_text,
     host_label,
     instance_label,
+    is_base_url,
     looks_like_domain,
     normalize_domain,
     parse_lan_txt,
@@ -37,7 +40,8 @@ from vrm.protocol.discovery import (
     verify_whoami,
     zone_records,
 )
-from vrm.protocol.envelope import SIG_CONTEXT
+from vrm.protocol.envelope import CLOCK_SKEW_S, SIG_CONTEXT
+from vrm.protocol.whoami import WHOAMI_CONTEXT, Whoami
 
 NONCE = "ab" * 32
 EP = "http://127.0.0.1:7400"
@@ -244,18 +248,57 @@ def test_zone_text_has_one_txt_per_endpoint_and_srv_where_allowed() -> None:
 # -- whoami ------------------------------------------------------------------------------
 
 
-def answer(nonce: str = NONCE) -> bytes:
-    return sign_whoami(ALICE, name="alice", role="person", endpoints=[EP], nonce=nonce)
+def answer(nonce: str = NONCE, url: str = EP, now: float = NOW) -> bytes:
+    return sign_whoami(
+        ALICE, name="alice", role="person", endpoints=[EP], nonce=nonce, url=url, now=now
+    )
+
+
+def check(body: bytes, did: str = ALICE.did, nonce: str = NONCE, now: float = NOW) -> Whoami:
+    return verify_whoami(body, did=did, nonce=nonce, url=EP, now=now)
 
 
 def test_whoami_proves_the_key_for_the_nonce() -> None:
-    stmt = verify_whoami(answer(), did=ALICE.did, nonce=NONCE)
+    stmt = check(answer())
     assert (stmt.did, stmt.name, stmt.role, stmt.endpoints) == (ALICE.did, "alice", "person", [EP])
+    assert (stmt.url, stmt.time, stmt.v) == (EP, NOW, 2)
+
+
+def test_a_node_signs_only_for_a_url_it_answers_at() -> None:
+    """A relay forwards the challenge with its own URL: the real node refuses to sign."""
+    with pytest.raises(WrongRecipient):
+        answer(url="http://127.0.0.1:9999")
+    assert check(answer(url=EP + "/")).url == EP + "/"
+
+
+def test_whoami_relayed_from_another_url_is_not_proof() -> None:
+    relay = "http://127.0.0.1:9999"
+    with pytest.raises(IdentityNotProven, match="relayed from another endpoint"):
+        verify_whoami(answer(), did=ALICE.did, nonce=NONCE, url=relay, now=NOW)
+
+
+def test_whoami_with_a_url_outside_its_endpoints_is_not_proof() -> None:
+    # Signed by a node that lists the URL but not among its endpoints (a hand-made one).
+    signed = json.loads(answer())
+    stmt = json.loads(signed["statement"])
+    stmt["endpoints"] = ["http://127.0.0.1:1"]
+    payload = json.dumps(stmt, separators=(",", ":"), sort_keys=True)
+    sig = ALICE.key.sign(WHOAMI_CONTEXT + payload.encode())
+    forged = {"statement": payload, "signature": base64.urlsafe_b64encode(sig).decode()}
+    with pytest.raises(IdentityNotProven, match="relayed"):
+        check(json.dumps(forged).encode())
+
+
+@pytest.mark.parametrize("offset", [-CLOCK_SKEW_S - 1, CLOCK_SKEW_S + 1])
+def test_whoami_dated_beyond_the_clock_skew_is_not_proof(offset: int) -> None:
+    with pytest.raises(IdentityNotProven, match="dated"):
+        check(answer(now=NOW + offset))
+    check(answer(now=NOW + (CLOCK_SKEW_S if offset > 0 else -CLOCK_SKEW_S)))
 
 
 def test_whoami_from_another_key_is_a_key_mismatch() -> None:
     with pytest.raises(IdentityNotProven, match=f"is {ALICE.did}, not {BOB.did}"):
-        verify_whoami(answer(), did=BOB.did, nonce=NONCE)
+        check(answer(), did=BOB.did)
 
 
 def test_whoami_claiming_a_did_without_its_key_is_not_proven() -> None:
@@ -265,12 +308,12 @@ def test_whoami_claiming_a_did_without_its_key_is_not_proven() -> None:
     stmt["did"] = BOB.did
     signed["statement"] = json.dumps(stmt, separators=(",", ":"), sort_keys=True)
     with pytest.raises(IdentityNotProven, match="did not prove it holds the key"):
-        verify_whoami(json.dumps(signed).encode(), did=BOB.did, nonce=NONCE)
+        check(json.dumps(signed).encode(), did=BOB.did)
 
 
 def test_whoami_for_another_nonce_is_a_replay() -> None:
     with pytest.raises(IdentityNotProven, match="another challenge"):
-        verify_whoami(answer(nonce="cd" * 32), did=ALICE.did, nonce=NONCE)
+        check(answer(nonce="cd" * 32))
 
 
 @pytest.mark.parametrize(
@@ -279,7 +322,7 @@ def test_whoami_for_another_nonce_is_a_replay() -> None:
 )
 def test_garbled_whoami_answers_are_not_proof(body: bytes) -> None:
     with pytest.raises(IdentityNotProven):
-        verify_whoami(body, did=ALICE.did, nonce=NONCE, endpoint=EP)
+        check(body)
 
 
 def test_whoami_signature_uses_its_own_context() -> None:
@@ -288,7 +331,7 @@ def test_whoami_signature_uses_its_own_context() -> None:
     sig = ALICE.key.sign(SIG_CONTEXT + signed["statement"].encode())
     signed["signature"] = base64.urlsafe_b64encode(sig).decode()
     with pytest.raises(IdentityNotProven):
-        verify_whoami(json.dumps(signed).encode(), did=ALICE.did, nonce=NONCE)
+        check(json.dumps(signed).encode())
 
 
 def test_nonces_are_64_lowercase_hex_digits() -> None:
@@ -300,8 +343,29 @@ def test_nonces_are_64_lowercase_hex_digits() -> None:
 
 def test_the_whoami_example_in_protocol_md_is_what_sign_whoami_produces() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
-    example = sign_whoami(
-        ALICE, name="alice", role="person", endpoints=["http://127.0.0.1:7400"], nonce=NONCE
-    )
+    example = answer()
     assert example.decode() in doc
-    assert verify_whoami(example, did=ALICE.did, nonce=NONCE).name == "alice"
+    assert check(example).name == "alice"
+
+
+# -- endpoints are base URLs -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://a.example/x?y=1", "https://a.example/#f", "http://user:pw@a.example", "http://a?"],
+)
+def test_an_endpoint_must_be_a_base_url(url: str) -> None:
+    assert not is_base_url(url)
+    with pytest.raises(InvalidInput, match="base URL"):
+        check_endpoint(url)
+    record = f"v=vrm1 id={ALICE.did} ep={url}".encode()
+    with pytest.raises(MalformedRecord):
+        parse_records("alice.example", [[record]])
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:7400", "https://alice.example/vrm", "http://[::1]:80/"]
+)
+def test_base_urls_with_a_path_prefix_are_endpoints(url: str) -> None:
+    assert is_base_url(url) and check_endpoint(url) == url

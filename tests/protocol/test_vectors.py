@@ -15,10 +15,12 @@ from multiformats import multibase, multicodec
 
 from tests.helpers import VECTORS_DIR, load_vectors, vector_id
 from vrm.errors import InvalidDid, ProtocolError
+from vrm.protocol.acks import batch_digest, sign_acks, verify_acks
 from vrm.protocol.envelope import SIG_CONTEXT, open_envelope, seal
-from vrm.protocol.framing import Ack, decode_acks, decode_batch, encode_acks, encode_batch
+from vrm.protocol.framing import Ack, decode_batch, encode_batch
 from vrm.protocol.identity import Did, Identity
 from vrm.protocol.messages import BODY_TYPES, Message, encode_canonical
+from vrm.protocol.whoami import verify_whoami
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,6 +58,7 @@ def test_every_vector_file_is_well_formed() -> None:
         "invitations",
         "invitations_invalid",
         "term_hashes",
+        "whoami",
     ]
     for name in names:
         vectors = load_vectors(name)
@@ -180,8 +183,36 @@ def test_batch_vector(vec: dict[str, Any]) -> None:
 @_params("acks")
 def test_ack_vector(vec: dict[str, Any]) -> None:
     acks = [msgspec.convert(a, Ack) for a in vec["acks"]]
-    assert encode_acks(acks).decode() == vec["json"]
-    assert decode_acks(vec["json"].encode()) == acks
+    recipient = Identity.from_seed(bytes.fromhex(vec["recipient_seed_hex"]))
+    signer = Identity.from_seed(bytes.fromhex(vec["signer_seed_hex"]))
+    signed, sig = bytes.fromhex(vec["signed_hex"]), bytes.fromhex(vec["signature_hex"])
+    assert signer.key.sign(signed) == sig  # ed25519 is deterministic
+    digest = batch_digest(bytes.fromhex(vec["batch_hex"]))
+    if "error" in vec:
+        with pytest.raises(ProtocolError) as info:
+            verify_acks(vec["json"].encode(), recipient=recipient.did, batch=digest, count=3)
+        assert info.value.code == vec["error"]
+    else:
+        assert sign_acks(acks, [signer], batch=digest).decode() == vec["json"]
+        assert (
+            verify_acks(vec["json"].encode(), recipient=recipient.did, batch=digest, count=3)
+            == acks
+        )
+
+
+@_params("whoami")
+def test_whoami_vector(vec: dict[str, Any]) -> None:
+    alice = Identity.from_seed(bytes.fromhex(vec["seed_hex"]))
+    signed, sig = bytes.fromhex(vec["signed_hex"]), bytes.fromhex(vec["signature_hex"])
+    assert alice.key.sign(signed) == sig
+    body = vec["json"].encode()
+    args = {"did": alice.did, "nonce": vec["nonce"], "url": vec["challenged_url"]}
+    if "error" in vec:
+        with pytest.raises(ProtocolError) as info:
+            verify_whoami(body, now=vec["now"], **args)
+        assert info.value.code == vec["error"]
+    else:
+        assert verify_whoami(body, now=vec["now"], **args).url == vec["challenged_url"]
 
 
 # -- the generator and the docs ----------------------------------------------------------

@@ -43,9 +43,9 @@ def count_acks(node: Node) -> collections.Counter[str]:
     tally: collections.Counter[str] = collections.Counter()
     post = node.transport.post
 
-    async def observed(endpoint: str, envelopes: list[bytes]) -> list[Ack]:
+    async def observed(endpoint: str, envelopes: list[bytes], *, recipient: str) -> list[Ack]:
         try:
-            acks = await post(endpoint, envelopes)
+            acks = await post(endpoint, envelopes, recipient=recipient)
         except Exception as exc:
             tally[f"request failed: {getattr(exc, 'code', type(exc).__name__)}"] += 1
             raise

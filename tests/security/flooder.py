@@ -21,6 +21,7 @@ import time
 
 import aiohttp
 
+from tests.helpers import ack_results
 from vrm.protocol.envelope import seal
 from vrm.protocol.framing import BATCH_CONTENT_TYPE, encode_batch
 from vrm.protocol.identity import Did, Identity
@@ -88,8 +89,8 @@ async def flood(port: int, did: str, n: int, conns: int, sources: list[str]) -> 
                 ) as resp:
                     reply = await resp.json(content_type=None)
                     codes = (
-                        [a.get("code") for a in reply["results"]]
-                        if "results" in reply
+                        [a.get("code") for a in ack_results(reply)]
+                        if "proofs" in reply
                         else [reply.get("code")]
                     )
                     tally[f"HTTP {resp.status}"] += 1

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import wait_until
-from tests.helpers import flip_byte, seal_inner, sign_inner
+from tests.helpers import ack_results, flip_byte, seal_inner, sign_inner
 from tests.reliability.harness import Figures, Nodes
 from vrm.node import Node
 from vrm.protocol.envelope import (
@@ -31,6 +31,7 @@ from vrm.protocol.envelope import (
 from vrm.protocol.framing import (
     BATCH_CONTENT_TYPE,
     BATCH_MAGIC,
+    BATCH_VERSION,
     ENVELOPE_CONTENT_TYPE,
     MAX_BATCH,
     MAX_BATCH_BYTES,
@@ -123,7 +124,7 @@ async def codes(node: Node, envelopes: list[bytes]) -> list[str | None]:
     for i in range(0, len(envelopes), MAX_BATCH):
         status, reply = await post(node, encode_batch(envelopes[i : i + MAX_BATCH]))
         assert status == 200, reply
-        out += [None if a["ok"] else a["code"] for a in reply["results"]]
+        out += [None if a["ok"] else a["code"] for a in ack_results(reply)]
     return out
 
 
@@ -214,12 +215,12 @@ async def test_garbage_is_refused(pair: tuple[Node, Node]) -> None:
     got = await codes(bob, junk)
     assert set(got) <= {"malformed", "unsupported_version", "wrong_recipient"}
     assert None not in got
-    for body in (rng.randbytes(500), b"", b"VRMB", BATCH_MAGIC + b"\x02" + bytes(4)):
+    for body in (rng.randbytes(500), b"", b"VRMB", BATCH_MAGIC + b"\x01" + bytes(4)):
         status, reply = await post(bob, body)
         assert status == 400 and reply["code"] in {"malformed", "unsupported_version"}
     status, reply = await post(bob, rng.randbytes(300), ENVELOPE_CONTENT_TYPE)
     assert status == 200
-    assert reply["results"][0]["code"] in {"malformed", "unsupported_version", "wrong_recipient"}
+    assert ack_results(reply)[0]["code"] in {"malformed", "unsupported_version", "wrong_recipient"}
     status, reply = await post(bob, b"{}", "application/json")
     assert (status, reply["code"]) == (400, "malformed")
     assert await footprint(bob) == before
@@ -298,11 +299,11 @@ async def test_bodies_over_the_limit_are_refused_before_they_are_read(
     big = envelope(alice.identity, bob) + bytes(MAX_ENVELOPE_BYTES)
     huge_json = with_literal(alice.identity, bob, b'"' + b"x" * MAX_ENVELOPE_BYTES + b'"')
     for crafted in (big, huge_json):
-        batch = struct.pack(">4sBII", BATCH_MAGIC, 1, 1, len(crafted)) + crafted
+        batch = struct.pack(">4sBII", BATCH_MAGIC, BATCH_VERSION, 1, len(crafted)) + crafted
         status, reply = await post(bob, batch)
         assert (status, reply["code"]) == (413, "too_large")
         status, reply = await post(bob, crafted, ENVELOPE_CONTENT_TYPE)
-        assert (status, reply["results"][0]["code"]) == (200, "too_large")
+        assert (status, ack_results(reply)[0]["code"]) == (200, "too_large")
     assert await footprint(bob) == before
 
 
@@ -313,20 +314,22 @@ async def test_batch_bombs_cost_a_few_comparisons(
     head = struct.Struct(">4sBI")
     before = await footprint(bob)
     t0 = time.perf_counter()
-    status, reply = await post(bob, head.pack(BATCH_MAGIC, 1, 0xFFFFFFFF) + bytes(64))
+    status, reply = await post(bob, head.pack(BATCH_MAGIC, BATCH_VERSION, 0xFFFFFFFF) + bytes(64))
     assert (status, reply["code"]) == (413, "too_large")
-    status, reply = await post(bob, head.pack(BATCH_MAGIC, 1, MAX_BATCH + 1) + bytes(4 * 300))
+    status, reply = await post(
+        bob, head.pack(BATCH_MAGIC, BATCH_VERSION, MAX_BATCH + 1) + bytes(4 * 300)
+    )
     assert (status, reply["code"]) == (413, "too_large")
-    status, reply = await post(bob, head.pack(BATCH_MAGIC, 1, 200) + bytes(64))
+    status, reply = await post(bob, head.pack(BATCH_MAGIC, BATCH_VERSION, 200) + bytes(64))
     assert (status, reply["code"]) == (400, "malformed")
-    lengths = head.pack(BATCH_MAGIC, 1, 3) + struct.pack(">I", 0xFFFFFFF0) + bytes(8)
+    lengths = head.pack(BATCH_MAGIC, BATCH_VERSION, 3) + struct.pack(">I", 0xFFFFFFF0) + bytes(8)
     status, reply = await post(bob, lengths)
     assert (status, reply["code"]) == (413, "too_large")
     # The most envelopes a batch may hold, each empty: one cheap refusal each.
-    tiny = head.pack(BATCH_MAGIC, 1, MAX_BATCH) + bytes(4 * MAX_BATCH)
+    tiny = head.pack(BATCH_MAGIC, BATCH_VERSION, MAX_BATCH) + bytes(4 * MAX_BATCH)
     status, reply = await post(bob, tiny)
     assert status == 200
-    assert [a["code"] for a in reply["results"]] == ["malformed"] * MAX_BATCH
+    assert [a["code"] for a in ack_results(reply)] == ["malformed"] * MAX_BATCH
     elapsed = time.perf_counter() - t0
     assert await footprint(bob) == before
     figures.add("five batch bombs, answered in", elapsed * 1000, "ms")

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import wait_until
-from tests.helpers import Pair
+from tests.helpers import Pair, ack_results
 from tests.reliability.harness import Nodes
 from vrm.errors import Expired, IdentityNotProven, MalformedRecord
 from vrm.node import Node
@@ -49,7 +49,7 @@ async def post(node: Node, envelope: bytes) -> str | None:
             headers={"Content-Type": BATCH_CONTENT_TYPE},
         ) as resp,
     ):
-        (ack,) = (await resp.json())["results"]
+        (ack,) = ack_results(await resp.json())
     return None if ack["ok"] else str(ack["code"])
 
 

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import wait_until
+from tests.helpers import ack_results
 from tests.reliability.harness import Nodes
 from vrm.errors import ConfigError
 from vrm.node import Node
@@ -44,8 +45,8 @@ async def post_from(
         ) as resp,
     ):
         reply = await resp.json()
-    if "results" in reply:
-        return resp.status, [None if a["ok"] else a["code"] for a in reply["results"]]
+    if "proofs" in reply:
+        return resp.status, [None if a["ok"] else a["code"] for a in ack_results(reply)]
     return resp.status, [reply["code"]]
 
 

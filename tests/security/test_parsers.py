@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import ALICE, BOB, NOW, Pair, seal_inner, sign_inner
 from vrm.errors import ProtocolError, VrmError
+from vrm.protocol.acks import verify_acks
 from vrm.protocol.discovery import (
     parse_lan_txt,
     parse_records,
@@ -30,7 +31,6 @@ from vrm.protocol.discovery import (
 from vrm.protocol.envelope import open_envelope
 from vrm.protocol.framing import (
     MAX_BATCH,
-    decode_acks,
     decode_batch,
     encode_batch,
 )
@@ -121,7 +121,7 @@ def test_batch_arbitrary_bytes(data: bytes) -> None:
 @given(st.binary(max_size=3000))
 def test_batch_with_magic_and_arbitrary_rest(rest: bytes) -> None:
     with contextlib.suppress(ProtocolError):
-        decode_batch(b"VRMB\x01" + rest)
+        decode_batch(b"VRMB\x02" + rest)
 
 
 @FAST
@@ -134,7 +134,7 @@ def test_batch_round_trip(envelopes: list[bytes]) -> None:
 @given(st.binary(max_size=2000) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_acks_arbitrary(data: bytes) -> None:
     with contextlib.suppress(ProtocolError):
-        decode_acks(data)
+        verify_acks(data, recipient=str(BOB.did), batch="0" * 64, count=1)
 
 
 # -- invitation --------------------------------------------------------------------------------
@@ -197,7 +197,10 @@ def test_lan_advert_arbitrary(props: dict[bytes, bytes | None]) -> None:
 
 
 _NONCE = "ab" * 32
-_WHOAMI = sign_whoami(ALICE, name="alice", role="person", endpoints=[], nonce=_NONCE)
+_EP = "http://127.0.0.1:7400"
+_WHOAMI = sign_whoami(
+    ALICE, name="alice", role="person", endpoints=[_EP], nonce=_NONCE, url=_EP, now=NOW
+)
 
 
 @FAST
@@ -206,7 +209,7 @@ _WHOAMI = sign_whoami(ALICE, name="alice", role="person", endpoints=[], nonce=_N
 ))  # fmt: skip
 def test_whoami_arbitrary_or_flipped(body: bytes) -> None:
     try:
-        verify_whoami(body, did=str(ALICE.did), nonce=_NONCE)
+        verify_whoami(body, did=str(ALICE.did), nonce=_NONCE, url=_EP, now=NOW)
     except VrmError:
         return
     assert body == _WHOAMI or json.loads(body) == json.loads(_WHOAMI)

@@ -3,7 +3,8 @@
 For each envelope: open (limits, decrypt, verify, time), admit (relationship and
 channel rules, rate limit), de-duplicate and commit, then acknowledge. The size
 limit is checked from Content-Length before the body is read; nothing is
-acknowledged before it is committed. Per-source-address limits (vrm.node.limits)
+acknowledged before it is committed, and the acks are signed with the key each
+envelope was sealed to, bound to the request body (vrm.protocol.acks). Per-source-address limits (vrm.node.limits)
 come before reading the body, and again, by envelope count, before any crypto.
 While the store fails, envelopes are refused with the retryable ``storage_error``.
 """
@@ -35,6 +36,7 @@ from vrm.node.crashpoints import CrashPoints
 from vrm.node.limits import AddressLimiter, PeerLimits, RecentSources, source_key
 from vrm.node.supervisor import Health
 from vrm.node.work import Work, Works
+from vrm.protocol.acks import batch_digest, sign_acks
 from vrm.protocol.envelope import (
     CLOCK_SKEW_S,
     Opened,
@@ -48,7 +50,6 @@ from vrm.protocol.framing import (
     MAX_BATCH_BYTES,
     Ack,
     decode_batch,
-    encode_acks,
 )
 from vrm.protocol.identity import Identity
 from vrm.protocol.relationship import CONTROL_TYPES, TokenBucket, admit
@@ -151,9 +152,10 @@ class Inbox:
         source = source_key(request.remote)
         try:
             trusted = self._take_request(source)
-            envelopes = await self._read(request)
+            body, envelopes = await self._read(request)
             self._take_envelopes(source, trusted, len(envelopes))
         except ProtocolError as exc:
+            # Unsigned: refused before anything was opened, it can mark nothing delivered.
             self._refuse_request(exc)
             ack = Ack(ok=False, code=exc.code, error=exc.message)
             return web.Response(
@@ -162,14 +164,15 @@ class Inbox:
                 content_type="application/json",
             )
         acks = await self.receive(envelopes, source=source)
-        return web.Response(body=encode_acks(acks), content_type="application/json")
+        reply = self.sign(acks, envelopes, body)
+        return web.Response(body=reply, content_type="application/json")
 
-    async def receive_batch(self, body: bytes, *, source: str) -> list[Ack]:
-        """A batch body as ``POST /vrm/v1/inbox`` would bring it, minus the socket.
+    async def receive_batch(self, body: bytes, *, source: str) -> bytes:
+        """The signed reply to a batch body as ``POST /vrm/v1/inbox`` would bring it.
 
         The same address budgets, size limit and decoding as ``handle``, then
-        ``receive``; a request refused as a whole raises its ``ProtocolError``
-        (``vrm.testing.MemoryNetwork`` delivers through this).
+        ``receive`` and ``sign``; a request refused as a whole raises its
+        ``ProtocolError`` (``vrm.testing.MemoryNetwork`` delivers through this).
         """
         self.stats.requests += 1
         source = source_key(source)
@@ -182,7 +185,22 @@ class Inbox:
         except ProtocolError as exc:
             self._refuse_request(exc)
             raise
-        return await self.receive(envelopes, source=source)
+        return self.sign(await self.receive(envelopes, source=source), envelopes, body)
+
+    def sign(self, acks: list[Ack], envelopes: list[bytes], body: bytes) -> bytes:
+        """The reply: ``acks`` signed by each key the envelopes were sealed to that we hold.
+
+        The node's own key signs too when an envelope names a key we do not hold, so
+        every reply is signed; one signature per batch in the usual case.
+        """
+        signers: dict[bytes, Identity] = {}
+        for key in {recipient_key(env) for env in envelopes}:
+            persona = (
+                self._personas(key) if self._personas and key != self._me.key.public_key else None
+            )
+            me = persona.identity if persona is not None else self._me
+            signers[me.key.public_key] = me
+        return sign_acks(acks, list(signers.values()) or [self._me], batch=batch_digest(body))
 
     def _take_request(self, source: str) -> bool:
         """Charge one request to ``source``; True if it is a known peer's address."""
@@ -205,7 +223,7 @@ class Inbox:
         self.stats.refused += 1
         self._on_error(f"inbox: {exc.code}: {exc.message}")
 
-    async def _read(self, request: web.Request) -> list[bytes]:
+    async def _read(self, request: web.Request) -> tuple[bytes, list[bytes]]:
         length = request.content_length
         if length is None:
             raise Malformed("Content-Length is required")
@@ -220,9 +238,9 @@ class Inbox:
             ) from None
         ctype = request.content_type
         if ctype == BATCH_CONTENT_TYPE:
-            return decode_batch(body)
+            return body, decode_batch(body)
         if ctype == ENVELOPE_CONTENT_TYPE:
-            return [body]
+            return body, [body]
         raise Malformed(f"content type must be {BATCH_CONTENT_TYPE} or {ENVELOPE_CONTENT_TYPE}")
 
     async def receive(self, envelopes: list[bytes], *, source: str = "local") -> list[Ack]:
@@ -238,11 +256,11 @@ class Inbox:
         handled: list[tuple[Opened, Inbound]] = []
         now = self._clock()
         for i, data in enumerate(envelopes):
-            msg_id = None
+            msg_id = sender = None
             try:
                 persona = self._persona_for(data)
                 opened = open_envelope(data, persona.identity if persona else self._me, now=now)
-                msg_id = opened.message.id
+                msg_id, sender = opened.message.id, str(opened.sender)
                 msg_type = opened.message.type
                 if persona is None:
                     await self._admit(opened, now, source)
@@ -255,14 +273,14 @@ class Inbox:
                 if handler is not None:
                     if not await self._handle(opened, inb, handler):
                         raise Replayed("message id already received")
-                    acks[i] = Ack(ok=True, id=inb.id)
+                    acks[i] = Ack(ok=True, id=inb.id, sender=sender)
                     handled.append((opened, inb))
                     continue
             except ProtocolError as exc:
-                acks[i] = self._refuse(exc, msg_id)
+                acks[i] = self._refuse(exc, msg_id, sender)
                 continue
             except StorageError as exc:
-                acks[i] = self._refuse(_retry_later(exc), msg_id)
+                acks[i] = self._refuse(_retry_later(exc), msg_id, sender)
                 continue
             ready.append((i, opened, inb))
         if handled:
@@ -280,15 +298,15 @@ class Inbox:
             fresh = await self.committer.submit([inb for _, _, inb in ready])
         except StorageError as exc:
             for i, _, inb in ready:
-                acks[i] = self._refuse(_retry_later(exc), inb.id)
+                acks[i] = self._refuse(_retry_later(exc), inb.id, inb.peer)
             return
         delivered = []
         for (i, opened, inb), is_new in zip(ready, fresh, strict=True):
             if is_new:
-                acks[i] = Ack(ok=True, id=inb.id)
+                acks[i] = Ack(ok=True, id=inb.id, sender=inb.peer)
                 delivered.append((opened, inb))
             else:
-                acks[i] = self._refuse(Replayed("message id already received"), inb.id)
+                acks[i] = self._refuse(Replayed("message id already received"), inb.id, inb.peer)
         if delivered:
             self._delivered(delivered, source)
 
@@ -342,10 +360,10 @@ class Inbox:
                 raise Replayed("message id already received")
         return True
 
-    def _refuse(self, exc: VrmError, msg_id: str | None) -> Ack:
+    def _refuse(self, exc: VrmError, msg_id: str | None, sender: str | None) -> Ack:
         self.stats.refused += 1
         self._on_error(f"inbox: {exc.code}: {exc.message}")
-        return Ack(ok=False, id=msg_id, code=exc.code, error=exc.message[:1024])
+        return Ack(ok=False, id=msg_id, sender=sender, code=exc.code, error=exc.message[:1024])
 
 
 #: HTTP status of a request refused as a whole (its single ack carries the code).

@@ -121,6 +121,7 @@ class Node:
             retry_base_s=retry_base_s,
             health=self.supervisor,
             crash=self.crash,
+            is_active=self._is_active,
         )
         self.messenger = Messenger(self.identity, self.outbox, clock=self.clock)
         self.works = Works(self.store, self.messenger, self.outbox, self.crash)
@@ -321,6 +322,10 @@ class Node:
     @property
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self._admin_port}"
+
+    async def _is_active(self, did: str) -> bool:
+        rel = await self.book.get(did)
+        return rel is not None and rel.state is RelState.ACTIVE
 
     async def _peer_endpoints(self, did: str) -> Sequence[str]:
         rel = await self.book.get(did)

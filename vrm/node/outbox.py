@@ -4,7 +4,8 @@ Each peer with queued messages gets one lane task. A lane sends everything queue
 for its peer in one batch (messages that arrive while a request is in flight go in
 the next), so an unreachable peer only ever delays its own lane. A lane never dies:
 a failed request or store write puts its batch back and retries it with backoff,
-and the lane's health (``outbox:<did>``) is reported while it fails.
+and the lane's health (``outbox:<did>``) is reported while it fails. A message is
+delivered only on an ack its recipient signed for that batch (vrm.protocol.acks).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from vrm.node.committer import GroupCommitter
 from vrm.node.crashpoints import CrashPoints
 from vrm.node.supervisor import Health
 from vrm.node.transport import PeerTransport
+from vrm.protocol.acks import COMMITTED_CODES, check_ids
 from vrm.protocol.framing import MAX_BATCH, MAX_BATCH_BYTES, Ack
 from vrm.protocol.retry import next_attempt
 from vrm.storage.base import DeliveryState, OutboxItem, Store
@@ -37,7 +39,13 @@ RETRYABLE_CODES = frozenset(
     {"rate_limited", "not_accepted", "storage_error", "storage_busy", "clock_skew"}
 )
 #: Codes meaning the peer already holds the message (our earlier ack was lost).
-DELIVERED_CODES = frozenset({"replayed"})
+DELIVERED_CODES = COMMITTED_CODES
+#: How long a message to a peer without an active relationship (a connect.request, its
+#: answer, an intent to a vendor found by discovery) is retried. Its endpoint is only
+#: what a stranger or a record said: a real node that just spoke to us is online, and
+#: ten minutes ride out its restart, while anything longer would let a stranger make us
+#: POST at some third party's URL for the 14 days a message may live.
+STRANGER_RETRY_BUDGET_S = 600.0
 #: Framing overhead per envelope (u32 length) plus the batch header, kept conservative.
 _FRAME_OVERHEAD = 16
 #: How long ``submit`` retries a busy store before the caller hears ``StorageBusy``:
@@ -45,6 +53,7 @@ _FRAME_OVERHEAD = 16
 ENQUEUE_PATIENCE_S = 10.0
 
 Resolver = Callable[[str], Awaitable[Sequence[str]]]
+Active = Callable[[str], Awaitable[bool]]
 Spawner = Callable[[Coroutine[Any, Any, None]], object]
 
 
@@ -74,7 +83,10 @@ class Outbox:
         retry_base_s: float = 0.5,
         health: Health | None = None,
         crash: CrashPoints | None = None,
+        is_active: Active | None = None,
     ) -> None:
+        #: whether ``peer`` has an active relationship; ``None`` treats all as active
+        self._is_active = is_active
         self._store = store
         self._crash = crash or CrashPoints()
         self._transport = transport
@@ -175,13 +187,16 @@ class Outbox:
     async def _send_some(self, peer: str, lane: _Lane) -> None:
         now = self._clock()
         batch = lane.inflight = self._take_batch(lane, now)
+        if batch and self._is_active is not None and not await self._is_active(peer):
+            batch = await self._expire_strangers(lane, batch, now)
         if not batch:
             return
         try:
             endpoints = await self._endpoints(peer)
             if not endpoints:
                 raise Unreachable("no endpoint known for this peer")
-            acks = await self._post_any(endpoints, [i.envelope for i in batch])
+            acks = await self._post_any(peer, endpoints, [i.envelope for i in batch])
+            check_ids(acks, [i.id for i in batch])
         except (Unreachable, ProtocolError) as exc:
             await self._lane_failed(peer, lane, batch, exc)
             return
@@ -227,11 +242,24 @@ class Outbox:
             self._spawn(self._finish(expired, DeliveryState.EXPIRED, "expired before delivery"))
         return batch
 
-    async def _post_any(self, endpoints: Sequence[str], envelopes: list[bytes]) -> list[Ack]:
+    async def _expire_strangers(
+        self, lane: _Lane, batch: list[OutboxItem], now: float
+    ) -> list[OutboxItem]:
+        """Expire what waited past the stranger budget; the rest of ``batch`` goes on."""
+        stale = [i for i in batch if now - i.created > STRANGER_RETRY_BUDGET_S]
+        if stale:
+            reason = f"no active relationship within {STRANGER_RETRY_BUDGET_S:g} s"
+            await self._finish(stale, DeliveryState.EXPIRED, reason)
+            lane.inflight = [i for i in batch if i not in stale]
+        return lane.inflight
+
+    async def _post_any(
+        self, peer: str, endpoints: Sequence[str], envelopes: list[bytes]
+    ) -> list[Ack]:
         last: Unreachable | None = None
         for endpoint in endpoints:
             try:
-                return await self._transport.post(endpoint, envelopes)
+                return await self._transport.post(endpoint, envelopes, recipient=peer)
             except Unreachable as exc:
                 last = exc
         assert last is not None

@@ -2,7 +2,8 @@
 
 aiohttp exceptions stop here. Every reply shape maps to one typed error: the network
 failing (or a 5xx) is ``Unreachable``, a typed refusal is its own ``ProtocolError``,
-and any other reply outside the protocol is ``BadReply``. A peer cannot raise more.
+any other reply outside the protocol is ``BadReply``, and acks not signed by the
+recipient for this very request are ``BadAck``. A peer cannot raise more.
 ``PeerTransport`` is the interface the outbox uses; ``vrm.testing.MemoryNetwork``
 implements it without sockets.
 """
@@ -15,8 +16,10 @@ from typing import Protocol
 import aiohttp
 import msgspec
 
-from vrm.errors import BadReply, Malformed, ProtocolError, Unreachable, error_for_code
-from vrm.protocol.framing import BATCH_CONTENT_TYPE, Ack, decode_acks, encode_batch
+from vrm.errors import BadReply, ProtocolError, Unreachable, error_for_code
+from vrm.protocol.acks import batch_digest, verify_acks
+from vrm.protocol.dns_record import is_base_url
+from vrm.protocol.framing import BATCH_CONTENT_TYPE, Ack, encode_batch
 
 __all__ = ["INBOX_PATH", "PeerTransport", "Transport", "inbox_url"]
 
@@ -35,6 +38,13 @@ _ONE_ACK = msgspec.json.Decoder(Ack)
 
 
 def inbox_url(endpoint: str) -> str:
+    """Where batches for ``endpoint`` go: its inbox path, and never anywhere else.
+
+    ``Unreachable`` for anything but an http(s) base URL (a query, a fragment or user
+    info would let whoever named the endpoint steer our POST; docs/protocol.md §8).
+    """
+    if not is_base_url(endpoint):
+        raise Unreachable(f"endpoint {endpoint[:80]!r} is not an http(s) base URL; not posted")
     return endpoint.rstrip("/") + INBOX_PATH
 
 
@@ -45,8 +55,9 @@ class PeerTransport(Protocol):
 
     async def close(self) -> None: ...
 
-    async def post(self, endpoint: str, envelopes: list[bytes]) -> list[Ack]:
-        """One ack per envelope, or raise ``Unreachable`` or a ``ProtocolError`` for all."""
+    async def post(self, endpoint: str, envelopes: list[bytes], *, recipient: str) -> list[Ack]:
+        """One ack per envelope, signed by ``recipient`` for this request, or raise
+        ``Unreachable`` or a ``ProtocolError`` (``BadAck`` among them) for all."""
         ...
 
 
@@ -74,16 +85,17 @@ class Transport:
             await self._session.close()
             self._session = None
 
-    async def post(self, endpoint: str, envelopes: list[bytes]) -> list[Ack]:
-        """Deliver one batch; return one ack per envelope, or raise for the whole batch."""
+    async def post(self, endpoint: str, envelopes: list[bytes], *, recipient: str) -> list[Ack]:
+        """Deliver one batch; return the acks ``recipient`` signed, or raise for the batch."""
         if self._session is None:
             raise Unreachable("transport is not started")
         body = encode_batch(envelopes)
+        url = inbox_url(endpoint)
         try:
             # A redirect is not followed: the peer's endpoint is what its relationship
             # says, and a POST must not be re-sent somewhere else on a stranger's word.
             async with self._session.post(
-                inbox_url(endpoint),
+                url,
                 data=body,
                 headers={"Content-Type": BATCH_CONTENT_TYPE},
                 allow_redirects=False,
@@ -98,12 +110,11 @@ class Transport:
         if status != 200:
             raise _whole_request_error(endpoint, status, reply)
         try:
-            acks = decode_acks(reply)
-        except Malformed as exc:
-            raise BadReply(f"{endpoint}: {exc.message}") from exc
-        if len(acks) != len(envelopes):
-            raise BadReply(f"{endpoint} acknowledged {len(acks)} of {len(envelopes)} envelopes")
-        return acks
+            return verify_acks(
+                reply, recipient=recipient, batch=batch_digest(body), count=len(envelopes)
+            )
+        except BadReply as exc:
+            raise type(exc)(f"{endpoint}: {exc.message}") from exc
 
 
 async def _read_reply(resp: aiohttp.ClientResponse) -> bytes:

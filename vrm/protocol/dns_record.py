@@ -30,6 +30,7 @@ __all__ = [
     "DomainRecord",
     "check_endpoint",
     "encode_record_text",
+    "is_base_url",
     "looks_like_domain",
     "normalize_domain",
     "parse_records",
@@ -200,6 +201,27 @@ def check_endpoint(url: str) -> str:
     return url
 
 
+def is_base_url(url: str) -> bool:
+    """True for an http(s) base URL: host, optional port and path, nothing else.
+
+    The inbox path is appended to it; a query, fragment or user info is refused so
+    that whoever names an endpoint cannot steer where, or with what, we POST.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not parts.query
+        and not parts.fragment
+        and "?" not in url
+        and "#" not in url
+        and "@" not in parts.netloc
+    )
+
+
 def _check_endpoint(url: str, error: type[Malformed] | type[InvalidInput]) -> None:
     try:
         parts = urlsplit(url)
@@ -216,3 +238,5 @@ def _check_endpoint(url: str, error: type[Malformed] | type[InvalidInput]) -> No
         parts.port  # noqa: B018  (raises ValueError for a port out of range)
     except ValueError as exc:
         raise error(f"endpoint {url[:80]!r} has an invalid port") from exc
+    if not is_base_url(url):
+        raise error(f"endpoint {url[:80]!r} must be a base URL (no query, fragment or user)")

@@ -1,11 +1,11 @@
-"""Batch framing: many envelopes in one HTTP body, and the per-envelope acks.
+"""Batch framing: many envelopes in one HTTP body, and the per-envelope ack.
 
 Batch (``application/vrm-batch``)::
 
-    "VRMB" | version u8 = 1 | count u32 BE | count x (length u32 BE | envelope)
+    "VRMB" | version u8 = 2 | count u32 BE | count x (length u32 BE | envelope)
 
 Counts and lengths are checked before anything is sliced, so a batch bomb costs
-the receiver a few integer comparisons. The reply (``Acks``) is JSON.
+the receiver a few integer comparisons. The reply is JSON, signed (``vrm.protocol.acks``).
 """
 
 from __future__ import annotations
@@ -25,15 +25,14 @@ __all__ = [
     "MAX_BATCH",
     "MAX_BATCH_BYTES",
     "Ack",
-    "Acks",
-    "decode_acks",
     "decode_batch",
-    "encode_acks",
     "encode_batch",
 ]
 
 BATCH_MAGIC = b"VRMB"
-BATCH_VERSION = 1
+#: 2 since acks are signed (docs/protocol.md §7): a v1 peer's batch is refused with
+#: ``unsupported_version`` rather than answered with acks it could not check.
+BATCH_VERSION = 2
 BATCH_CONTENT_TYPE = "application/vrm-batch"
 ENVELOPE_CONTENT_TYPE = "application/vrm-envelope"
 #: 256 envelopes amortise one HTTP round trip and one SQLite commit well past the
@@ -99,24 +98,10 @@ class Ack(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     ok: bool
     #: message id, present when the envelope opened far enough to know it
     id: str | None = None
+    #: the sender's did, known once the envelope opened (with ``id``)
+    sender: Annotated[str, msgspec.Meta(max_length=128)] | None = msgspec.field(
+        default=None, name="from"
+    )
     #: a vrm.errors code when not ok
     code: str | None = None
     error: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
-
-
-class Acks(msgspec.Struct, frozen=True, kw_only=True):
-    results: Annotated[list[Ack], msgspec.Meta(max_length=MAX_BATCH)]
-
-
-_ACKS_DECODER = msgspec.json.Decoder(Acks)
-
-
-def encode_acks(acks: list[Ack]) -> bytes:
-    return msgspec.json.encode(Acks(results=acks))
-
-
-def decode_acks(data: bytes) -> list[Ack]:
-    try:
-        return _ACKS_DECODER.decode(data).results
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise Malformed(f"inbox reply is not a valid ack list: {exc}") from exc

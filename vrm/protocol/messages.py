@@ -49,7 +49,11 @@ DidStr = Annotated[str, msgspec.Meta(min_length=9, max_length=128)]
 ShortStr = Annotated[str, msgspec.Meta(max_length=256)]
 LongText = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
 Role = Literal["person", "vendor"]
-Endpoint = Annotated[str, msgspec.Meta(max_length=512, pattern="^https?://")]
+#: An http(s) base URL: host, optional port and path, no query, fragment or user info,
+#: so that whoever names an endpoint cannot steer our POST (docs/protocol.md §8).
+Endpoint = Annotated[
+    str, msgspec.Meta(max_length=512, pattern='^https?://[^/?#@\\s"]+(/[^?#\\s"]*)?$')
+]
 Endpoints = Annotated[list[Endpoint], msgspec.Meta(max_length=8)]
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING
 
-from vrm.errors import Malformed, Unreachable
-from vrm.protocol.framing import Ack, decode_acks, encode_acks, encode_batch
+from vrm.errors import Unreachable
+from vrm.protocol.acks import batch_digest, verify_acks
+from vrm.protocol.framing import Ack, encode_batch
 
 if TYPE_CHECKING:
     from vrm.node.inbox import Inbox
@@ -52,13 +53,13 @@ class MemoryNetwork:
         (self._down.add if down else self._down.discard)(_key(endpoint))
 
     async def deliver(self, endpoint: str, body: bytes, *, source: str) -> bytes:
-        """The encoded acks for ``body`` posted to ``endpoint``; raises as a transport would."""
+        """The signed reply to ``body`` posted to ``endpoint``; raises as a transport would."""
         key = _key(endpoint)
         inbox = self._inboxes.get(key)
         if inbox is None or key in self._down:
             raise Unreachable(f"{endpoint}: no node attached to the memory network there")
         self.posts[key] = self.posts.get(key, 0) + 1
-        return encode_acks(await inbox.receive_batch(body, source=source))
+        return await inbox.receive_batch(body, source=source)
 
 
 class MemoryTransport:
@@ -75,16 +76,16 @@ class MemoryTransport:
     async def close(self) -> None:
         self._started = False
 
-    async def post(self, endpoint: str, envelopes: list[bytes]) -> list[Ack]:
-        """Deliver one batch; one ack per envelope, or raise for the whole batch."""
+    async def post(self, endpoint: str, envelopes: list[bytes], *, recipient: str) -> list[Ack]:
+        """Deliver one batch; the acks ``recipient`` signed, or raise for the whole batch."""
         if not self._started:
             raise Unreachable("transport is not started")
         # Encoded both ways, so the bytes are exactly what HTTP would carry.
-        reply = await self.network.deliver(endpoint, encode_batch(envelopes), source=self.address)
-        acks = decode_acks(reply)
-        if len(acks) != len(envelopes):
-            raise Malformed(f"{endpoint} acknowledged {len(acks)} of {len(envelopes)} envelopes")
-        return acks
+        body = encode_batch(envelopes)
+        reply = await self.network.deliver(endpoint, body, source=self.address)
+        return verify_acks(
+            reply, recipient=recipient, batch=batch_digest(body), count=len(envelopes)
+        )
 
 
 def _key(endpoint: str) -> str:

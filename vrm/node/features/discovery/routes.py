@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from vrm.errors import InvalidInput, Malformed
+from vrm.errors import InvalidInput, Malformed, WrongRecipient
 from vrm.node.features.discovery.service import Discovery
 from vrm.node.http import json_response, read_json, str_field
 from vrm.node.views import relationship_view
@@ -34,18 +34,19 @@ class DiscoveryRoutes:
         return [web.get(WHOAMI_PATH, self.whoami_route)]
 
     async def whoami_route(self, request: web.Request) -> web.Response:
-        try:
-            nonce = parse_nonce(request.query.get("nonce", ""))
-        except Malformed as exc:
-            return json_response({"ok": False, "code": exc.code, "error": exc.message}, 400)
         cfg = self.svc.ctx.config
-        body = sign_whoami(
-            self.svc.ctx.identity,
-            name=cfg.name,
-            role=cfg.role,
-            endpoints=self.svc.ctx.addresses.endpoints(),
-            nonce=nonce,
-        )
+        try:
+            body = sign_whoami(
+                self.svc.ctx.identity,
+                name=cfg.name,
+                role=cfg.role,
+                endpoints=self.svc.own_urls(),
+                nonce=parse_nonce(request.query.get("nonce", "")),
+                url=request.query.get("url", ""),
+                now=self.svc.ctx.clock(),
+            )
+        except (Malformed, WrongRecipient) as exc:
+            return json_response({"ok": False, "code": exc.code, "error": exc.message}, 400)
         return web.Response(body=body, content_type="application/json")
 
     async def peers_route(self, request: web.Request) -> web.Response:

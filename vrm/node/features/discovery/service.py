@@ -251,7 +251,9 @@ class Discovery:
         nonce = os.urandom(32).hex()
         try:
             async with self._session.get(
-                url.rstrip("/") + WHOAMI_PATH, params={"nonce": nonce}, allow_redirects=False
+                url.rstrip("/") + WHOAMI_PATH,
+                params={"nonce": nonce, "url": url},
+                allow_redirects=False,
             ) as resp:
                 body = await resp.content.read(MAX_WHOAMI_BYTES + 1)
                 status = resp.status
@@ -263,7 +265,14 @@ class Discovery:
             raise IdentityNotProven(
                 f"endpoint {url} does not answer the identity challenge (HTTP {status})"
             )
-        return verify_whoami(body, did=did, nonce=nonce, endpoint=url)
+        return verify_whoami(body, did=did, nonce=nonce, url=url, now=self.ctx.clock())
+
+    def own_urls(self) -> list[str]:
+        """The URLs this node answers a whoami for: its endpoints and those it publishes."""
+        urls = list(self.ctx.addresses.endpoints())
+        publish = self.dns.publish
+        extra = [u for u in publish.endpoints if u not in urls] if publish else []
+        return urls + extra
 
     def resolver(self, override: str | None = None) -> DnsResolver:
         """The DNS resolver for ``--resolver HOST:PORT``, else ``[dns] resolver``, else the system's."""
