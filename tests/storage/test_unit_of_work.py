@@ -83,6 +83,25 @@ async def test_an_error_leaves_nothing_of_the_unit(store: Store) -> None:
     assert await store.commit_inbound([inbound("in-1")]) == [True]
 
 
+async def test_invitation_uses_and_deleted_messages_roll_back_with_the_unit(
+    store: Store,
+) -> None:
+    await store.add_invitation("tok", uses=1, expires=2e9, now=1e9)
+    await store.commit_inbound([inbound("in-1")])
+    with pytest.raises(Boom):
+        async with store.unit_of_work() as uow:
+            assert await uow.use_invitation("tok", now=1e9)
+            assert not await uow.use_invitation("tok", now=1e9)  # its only use is spent
+            assert await uow.delete_messages(ALICE) == 1
+            raise Boom
+    assert len(await store.list_messages(peer=ALICE, after_seq=0, limit=10, direction=None)) == 1
+    async with store.unit_of_work() as uow:
+        assert await uow.use_invitation("tok", now=1e9)
+        assert await uow.delete_messages(ALICE) == 1
+    assert not await store.use_invitation("tok", now=1e9)
+    assert await store.list_messages(peer=ALICE, after_seq=0, limit=10, direction=None) == []
+
+
 async def test_a_storage_error_inside_rolls_back_the_rest(store: Store) -> None:
     await store.enqueue([outbound("out-1")])
     with pytest.raises(StorageError):

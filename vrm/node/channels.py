@@ -7,14 +7,15 @@ from dataclasses import replace
 
 from vrm.errors import InvalidInput
 from vrm.node.book import RelationshipBook
+from vrm.node.work import Works
 from vrm.protocol.relationship import Event
-from vrm.storage.base import Relationship, Store
+from vrm.storage.base import Relationship
 
 __all__ = ["change_channel"]
 
 
 async def change_channel(
-    book: RelationshipBook, store: Store, peer_ref: str, action: str, arg: str | None = None
+    book: RelationshipBook, works: Works, peer_ref: str, action: str, arg: str | None = None
 ) -> Relationship:
     """Apply ``action`` to the channel with ``peer_ref``; the relationship after it."""
     rel = await book.resolve(peer_ref)
@@ -37,7 +38,9 @@ async def change_channel(
     if action == "unblock":
         return await book.apply(rel.did, Event.UNBLOCK)
     if action == "delete":
-        rel = await book.apply(rel.did, Event.DELETE)
-        await store.delete_messages(rel.did)
+        # The channel's state and its stored messages go together, or neither does.
+        async with works() as work:
+            rel = await book.apply(rel.did, Event.DELETE, work=work)
+            await work.tx.delete_messages(rel.did)
         return rel
     raise InvalidInput(f"unknown channel action {action!r}")

@@ -362,7 +362,7 @@ class Node:
         return await self.send(peer_ref, Text(text=text), thid=thid)
 
     async def channel(self, peer_ref: str, action: str, arg: str | None = None) -> Relationship:
-        return await change_channel(self.book, self.store, peer_ref, action, arg)
+        return await change_channel(self.book, self.works, peer_ref, action, arg)
 
     async def statistics(self) -> NodeStatistics:
         counts = await self.store.counts()

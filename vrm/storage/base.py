@@ -132,6 +132,10 @@ class UnitOfWork(Tx, Protocol):
         """As ``Store.use_invitation``, inside this unit."""
         ...
 
+    async def delete_messages(self, peer: str) -> int:
+        """As ``Store.delete_messages``, inside this unit."""
+        ...
+
 
 class Store(Protocol):
     """Durable node state. Every write method is one transaction."""

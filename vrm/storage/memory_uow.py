@@ -53,6 +53,9 @@ class MemoryUnitOfWork:
     async def use_invitation(self, token: str, *, now: float) -> bool:
         return await self._store.use_invitation(token, now=now)
 
+    async def delete_messages(self, peer: str) -> int:
+        return await self._store.delete_messages(peer)
+
 
 def _no_sql() -> ConfigError:
     return ConfigError("this feature needs a SQL database (the SQLite store)")

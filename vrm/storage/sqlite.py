@@ -203,7 +203,7 @@ class SqliteStore:
 
     async def delete_messages(self, peer: str) -> int:
         return await self.database.write(
-            lambda conn: conn.execute("DELETE FROM messages WHERE peer=?", (peer,)).rowcount
+            lambda conn: conn.execute(_DELETE_MESSAGES, (peer,)).rowcount
         )
 
     # -- invitations ----------------------------------------------------------------
@@ -293,7 +293,12 @@ class SqliteUnitOfWork:
     async def use_invitation(self, token: str, *, now: float) -> bool:
         return await self.tx.execute(_USE_INVITATION, (token, now)) == 1
 
+    async def delete_messages(self, peer: str) -> int:
+        return await self.tx.execute(_DELETE_MESSAGES, (peer,))
 
+
+#: Every stored message with a peer (its channel was deleted).
+_DELETE_MESSAGES = "DELETE FROM messages WHERE peer=?"
 #: One use of an invitation that has uses left and has not expired (1 row, or 0).
 _USE_INVITATION = (
     "UPDATE invitations SET uses = uses - 1 WHERE token=? AND uses > 0 AND expires >= ?"
