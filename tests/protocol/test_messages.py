@@ -128,6 +128,14 @@ def test_connect_request_without_endpoints_is_no_endpoints(body: dict[str, Any])
     assert isinstance(info.value, Malformed) and info.value.code == "no_endpoints"
 
 
+def test_endpoint_update_without_endpoints_is_no_endpoints() -> None:
+    # It would wipe where the receiver writes to the sender, for good.
+    data = encode_canonical(raw_message({"endpoints": []}, type="endpoint.update"))
+    with pytest.raises(NoEndpoints) as info:
+        open_envelope(seal_inner(sign_inner(data, ALICE), BOB.did), BOB, now=NOW)
+    assert info.value.code == "no_endpoints"
+
+
 def test_strings_are_escaped_the_one_canonical_way() -> None:
     # Short escapes for " \\ \b \t \n \f \r, \u00xx (lowercase) for other C0
     # controls, raw UTF-8 for everything else (as ECMAScript JSON.stringify does).

@@ -319,3 +319,8 @@ class EndpointUpdate(Body, frozen=True, kw_only=True):
 
     TYPE: ClassVar[str] = "endpoint.update"
     endpoints: Endpoints
+
+    def check(self) -> None:
+        # An empty list would wipe where the receiver writes to us, for good.
+        if not self.endpoints:
+            raise NoEndpoints("endpoint.update carries no endpoints")
