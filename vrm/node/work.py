@@ -16,9 +16,11 @@ transactional outbox: the state change and the message that announces it never p
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from vrm.errors import NodeError
 from vrm.node.crashpoints import CrashPoints
 from vrm.node.messenger import Messenger, Outgoing
 from vrm.node.outbox import Outbox
@@ -81,10 +83,18 @@ class Works:
         self._messenger = messenger
         self._outbox = outbox
         self._crash = crash
+        #: set while this task has a unit of work open (per node, not per process)
+        self._open: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            f"vrm-work-{id(self)}", default=False
+        )
 
     @contextlib.asynccontextmanager
     async def __call__(self) -> AsyncIterator[Work]:
+        if self._open.get():
+            # The outer unit holds the database's write lock: waiting for it would hang.
+            raise NodeError("a unit of work is already open here; do the work inside it")
         work: Work | None = None
+        token = self._open.set(True)
         try:
             async with self._store.unit_of_work() as uow:
                 work = Work(uow, self._messenger)
@@ -94,6 +104,8 @@ class Works:
             if work is not None:
                 work.finish(committed=False)
             raise
+        finally:
+            self._open.reset(token)
         self._crash.hit("work.after_commit")
         self._outbox.adopt(work.queued)
         work.finish(committed=True)
