@@ -17,6 +17,7 @@ from aiohttp import web
 
 from tests.helpers import BOB
 from vrm.errors import BadAck, BadReply, ProtocolError, RateLimited, TooLarge, Unreachable, VrmError
+from vrm.node.servers import serve as serve_app
 from vrm.node.transport import INBOX_PATH, MAX_REPLY_BYTES, Transport
 from vrm.protocol.acks import sign_acks
 from vrm.protocol.framing import Ack
@@ -47,14 +48,8 @@ async def serve() -> AsyncIterator[Serve]:
 
         app = web.Application()
         app.router.add_post(INBOX_PATH, inbox)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        server = site._server
-        assert server is not None and hasattr(server, "sockets")
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        port = await serve_app(app, "127.0.0.1", 0, runners)
+        return f"http://127.0.0.1:{port}"
 
     yield start
     for runner in runners:

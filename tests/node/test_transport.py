@@ -14,6 +14,7 @@ from aiohttp import web
 
 from tests.helpers import BOB
 from vrm.errors import Malformed
+from vrm.node.servers import serve as serve_app
 from vrm.node.transport import INBOX_PATH, MAX_REPLY_BYTES, Transport
 from vrm.protocol.acks import batch_digest, sign_acks
 from vrm.protocol.framing import Ack, decode_batch
@@ -28,14 +29,8 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
     async def start(handler: Handler) -> str:
         app = web.Application()
         app.router.add_post(INBOX_PATH, handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        server = site._server
-        assert server is not None and hasattr(server, "sockets")
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        port = await serve_app(app, "127.0.0.1", 0, runners)
+        return f"http://127.0.0.1:{port}"
 
     yield start
     for runner in runners:
